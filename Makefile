@@ -1,0 +1,60 @@
+# Entry points for operators and CI. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON     ?= python3.11
+VENV       ?= .venv
+BIN        := $(VENV)/bin
+INVENTORY  ?=
+SCENARIOS  ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+LOCAL_HOST := obs-central
+LOCAL_IMAGE := localhost/obs-test:bookworm
+export CONTAINERS_CONF := $(CURDIR)/.config/containers/containers.conf
+export ANSIBLE_CONFIG  := $(CURDIR)/ansible.cfg
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help deps apt venv image lint pytest molecule test deploy destroy-local bench
+
+help:  ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+apt:  ## Install the system packages the tests and local deploy need (Debian)
+	tools/install-system-deps.sh
+
+$(BIN)/ansible-playbook: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+venv: $(BIN)/ansible-playbook  ## Create the Python venv from the pinned requirements
+
+image: apt  ## Build (or reuse) the offline Debian test image
+	tools/build-test-image.sh bookworm
+
+deps: apt venv image  ## Everything the tests need
+
+lint: venv  ## yamllint and ansible-lint (production profile)
+	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint --profile production
+
+pytest: venv  ## Unit and static tests
+	$(BIN)/pytest -q tests
+
+molecule: deps  ## molecule test for every scenario (SCENARIOS="a b" for a subset)
+	tools/run-scenarios.sh $(SCENARIOS)
+
+test: deps lint pytest molecule  ## The whole test suite (what CI runs)
+
+deploy: venv  ## Deploy the stack: local container by default, or INVENTORY=inventories/production
+ifeq ($(strip $(INVENTORY)),)
+	$(MAKE) image
+	tools/local-container.sh up $(LOCAL_HOST) $(LOCAL_IMAGE)
+	$(BIN)/ansible-playbook -i inventories/local playbooks/site.yml $(ARGS)
+else
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/site.yml $(ARGS)
+endif
+
+destroy-local:  ## Remove the local deployment container
+	tools/local-container.sh down $(LOCAL_HOST)
