@@ -14,7 +14,7 @@ export CONTAINERS_CONF := $(CURDIR)/.config/containers/containers.conf
 export ANSIBLE_CONFIG  := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help deps apt venv image lint pytest molecule test deploy destroy-local bench
+.PHONY: help deps apt venv image lint pytest molecule test deploy destroy-local bench loadtest bench-load
 
 help:  ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -58,3 +58,9 @@ endif
 
 destroy-local:  ## Remove the local deployment container
 	tools/local-container.sh down $(LOCAL_HOST)
+
+loadtest: venv  ## Run the load test tool (tools/obs_loadtest): LOADTEST_ARGS="--bundles DIR ..."
+	PYTHONPATH=tools $(BIN)/python -m obs_loadtest $(LOADTEST_ARGS)
+
+bench-load: venv  ## Load-test the local deployment through its edge and print the figures (BENCH_ARGS="...")
+	BENCH_ARGS="$(BENCH_ARGS)" tools/bench-load.sh

@@ -1,0 +1,6 @@
+"""``python -m obs_loadtest``: see cli.py."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
