@@ -49,12 +49,13 @@ class TestUpstream:
         self.delay = 0.0
         self.query_skew = {}
         self.query_status = 200
+        self.ssl = None  # an ssl.SSLContext serves HTTPS
         self._loop = None
         self._ready = threading.Event()
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ssl else 'http'}://127.0.0.1:{self.port}"
 
     async def _push(self, request):
         body = await request.read()
@@ -95,7 +96,7 @@ class TestUpstream:
         app.router.add_get("/loki/api/v1/query", self._query)
         self._runner = web.AppRunner(app)
         self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl)
         self._loop.run_until_complete(site.start())
         self.port = site._server.sockets[0].getsockname()[1]
         self._ready.set()
@@ -237,7 +238,7 @@ def test_retries_on_429_and_5xx_with_growing_backoff_then_success(upstream):
     upstream.script = [(503, {}), (429, {}), (500, {})]
     sleeper = RecordingSleep()
     policy = RetryPolicy(max_retries=3, backoff_base=0.5, backoff_max=10)
-    run = run_load(upstream, [Phase("warm-up", 1, 1)], sleeper, policy=policy, stores=creds(upstream, 1))
+    run = run_load(upstream, [Phase("warm-up", 5, 0.2)], sleeper, policy=policy, stores=creds(upstream, 1))
     st = run.phase_stats[0]
     assert (st.batches, st.ok_batches, st.attempts, st.retries, st.retried_batches, st.dropped_batches) == (1, 1, 4, 3, 1, 0)
     assert st.errors == {"503": 1, "429": 1, "500": 1}
@@ -253,7 +254,7 @@ def test_retries_on_429_and_5xx_with_growing_backoff_then_success(upstream):
 def test_retries_stop_at_the_bound_and_count_the_drop(upstream):
     upstream.script = [(503, {})] * 10
     sleeper = RecordingSleep()
-    run = run_load(upstream, [Phase("spike", 1, 1)], sleeper, policy=RetryPolicy(max_retries=2),
+    run = run_load(upstream, [Phase("spike", 5, 0.2)], sleeper, policy=RetryPolicy(max_retries=2),
                    stores=creds(upstream, 1))
     st = run.phase_stats[0]
     assert len(upstream.pushes) == 3 and len(sleeper.delays) == 2
@@ -265,7 +266,7 @@ def test_retries_stop_at_the_bound_and_count_the_drop(upstream):
 def test_non_retryable_status_drops_without_retry(upstream):
     upstream.script = [(401, {}), (413, {})]
     sleeper = RecordingSleep()
-    run = run_load(upstream, [Phase("warm-up", 2, 1)], sleeper, stores=creds(upstream, 1))
+    run = run_load(upstream, [Phase("warm-up", 10, 0.2)], sleeper, stores=creds(upstream, 1))
     st = run.phase_stats[0]
     assert len(upstream.pushes) == 2 and sleeper.delays == []
     assert (st.dropped_batches, st.retries) == (2, 0)
@@ -276,7 +277,7 @@ def test_retry_after_is_honoured(upstream):
     upstream.script = [(429, {"Retry-After": "7"}), (503, {"Retry-After": "3"})]
     sleeper = RecordingSleep()
     policy = RetryPolicy(max_retries=3, backoff_base=0.1, backoff_max=1)
-    run = run_load(upstream, [Phase("warm-up", 1, 1)], sleeper, policy=policy, stores=creds(upstream, 1))
+    run = run_load(upstream, [Phase("warm-up", 5, 0.2)], sleeper, policy=policy, stores=creds(upstream, 1))
     assert sleeper.delays == [7.0, 3.0], "never retry sooner than Retry-After asks"
     assert run.phase_stats[0].ok_batches == 1
 
@@ -284,7 +285,7 @@ def test_retry_after_is_honoured(upstream):
 def test_retry_after_beyond_the_limit_drops_the_batch(upstream):
     upstream.script = [(429, {"Retry-After": "120"})]
     sleeper = RecordingSleep()
-    run = run_load(upstream, [Phase("warm-up", 1, 1)], sleeper, policy=RetryPolicy(retry_after_max=30),
+    run = run_load(upstream, [Phase("warm-up", 5, 0.2)], sleeper, policy=RetryPolicy(retry_after_max=30),
                    stores=creds(upstream, 1))
     assert sleeper.delays == [] and run.phase_stats[0].dropped_batches == 1
 
@@ -306,9 +307,9 @@ def test_backoff_is_bounded():
 # --- the scheduler ------------------------------------------------------------------
 
 def test_open_loop_scheduler_sends_the_target_count_per_phase(upstream):
-    run = run_load(upstream, [Phase("warm-up", 20, 0.5), Phase("sustained", 60, 1.0)], lines_per_request=2)
+    run = run_load(upstream, [Phase("warm-up", 20, 0.4), Phase("sustained", 80, 0.5)], lines_per_request=2)
     counts = [st.batches for st in run.phase_stats]
-    assert 8 <= counts[0] <= 12 and 50 <= counts[1] <= 66, counts
+    assert 6 <= counts[0] <= 10 and 32 <= counts[1] <= 44, counts
     assert len(upstream.pushes) == sum(counts) == run.totals().ok_batches
 
 
@@ -445,3 +446,58 @@ def test_cli_progress_and_failure_exit_code(upstream, capsys, monkeypatch):
 def test_cli_rejects_missing_credentials(capsys):
     assert main(["--warmup", "1:1"]) == 2
     assert "no store credentials" in capsys.readouterr().err
+
+
+# --- TLS with a private CA and a pinned address (what make bench-load does) -------------
+
+def _make_ca_and_server_cert(tmp_path, name):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA (obs-loadtest tests)")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    (tmp_path / "ca.crt").write_bytes(ca.public_bytes(pem))
+    (tmp_path / "server.crt").write_bytes(cert.public_bytes(pem))
+    (tmp_path / "server.key").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                            serialization.NoEncryption()))
+
+
+def test_tls_with_ca_file_and_resolve(tmp_path, capsys):
+    import ssl
+
+    name = "obs-edge.test.invalid"  # never resolvable: only --resolve can reach it
+    _make_ca_and_server_cert(tmp_path, name)
+    up = TestUpstream()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(tmp_path / "server.crt", tmp_path / "server.key")
+    up.ssl = ctx
+    up.start()
+    try:
+        base = ["--url", f"https://{name}:{up.port}", "--store", f"S001:{TOKENS['S001']}", "--warmup", "4:0.5",
+                "--sustained", "0:0", "--spike", "0:0", "--quiet", "--resolve", f"{name}:{up.port}:127.0.0.1"]
+        assert main(base + ["--ca-file", str(tmp_path / "ca.crt")]) == 0
+        assert len(up.pushes) == 2
+        # Without the CA the certificate is not trusted: no push gets through, and none is retried.
+        assert main(base) == 1
+        assert len(up.pushes) == 2
+        out = capsys.readouterr().out
+        assert "tls_error=2" in out and "retries 0" in out
+    finally:
+        up.stop()

@@ -1,8 +1,8 @@
 """One batch's life: push, and retry as a real client should.
 
 Retryable: 429, every 5xx, timeouts and connection errors. Anything else that
-is not 2xx (400, 401, 403, 413, ...) drops the batch at once: retrying cannot
-fix it. Retries are bounded (``max_retries`` beyond the first attempt); the
+is not 2xx (400, 401, 403, 413, ..., and TLS errors such as an untrusted
+certificate) drops the batch at once: retrying cannot fix it. Retries are bounded (``max_retries`` beyond the first attempt); the
 delay before retry n (0-based) is exponential with "equal jitter"::
 
     d = min(backoff_max, backoff_base * 2**n);  delay = d/2 + uniform(0, d/2)
@@ -42,8 +42,8 @@ class RetryPolicy:
 
 
 def is_retryable(status) -> bool:
-    if isinstance(status, str):  # "timeout", "connection_error"
-        return True
+    if isinstance(status, str):  # "timeout", "connection_error" retry; "tls_error" cannot get better
+        return status != "tls_error"
     return status == 429 or status >= 500
 
 
@@ -99,6 +99,8 @@ class Pusher:
                 out.latencies.append(self.clock() - t0)
             except asyncio.TimeoutError:
                 status = "timeout"
+            except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError):
+                status = "tls_error"
             except RETRYABLE_EXCEPTIONS:
                 status = "connection_error"
             out.statuses.append(status)
