@@ -50,8 +50,11 @@ test: deps lint pytest molecule  ## The whole test suite (what CI runs)
 deploy: venv  ## Deploy the stack: local container by default, or INVENTORY=inventories/production
 ifeq ($(strip $(INVENTORY)),)
 	$(MAKE) image
+	@# The local inventory's vault password: made once, never committed.
+	@test -s inventories/local/.vault-pass || (umask 077; head -c 32 /dev/urandom | base64 > inventories/local/.vault-pass)
 	tools/local-container.sh up $(LOCAL_HOST) $(LOCAL_IMAGE)
-	$(BIN)/ansible-playbook -i inventories/local playbooks/site.yml $(ARGS)
+	ANSIBLE_VAULT_PASSWORD_FILE=$${ANSIBLE_VAULT_PASSWORD_FILE:-inventories/local/.vault-pass} \
+	  $(BIN)/ansible-playbook -i inventories/local playbooks/site.yml $(ARGS)
 else
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/site.yml $(ARGS)
 endif

@@ -37,7 +37,9 @@ def preflight_results(tmp_path_factory):
 
     inv = tmp / "inventory.yml"
     inv.write_text(yaml.safe_dump(inventory))
+    (tmp / ".vault-pass").write_text("test-only-vault-password\n")
     env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+               ANSIBLE_VAULT_PASSWORD_FILE=str(tmp / ".vault-pass"),
                ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_PYTHON_INTERPRETER=sys.executable,
                ANSIBLE_FORKS="20")
     proc = subprocess.run(
