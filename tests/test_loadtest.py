@@ -416,7 +416,7 @@ def test_cli_json_report_schema(upstream, tmp_path, capsys, monkeypatch):
     report = json.loads(out.read_text())
     assert report["schema"] == REPORT_SCHEMA
     assert {"schema", "tool_version", "run_id", "started_at", "finished_at", "config", "phases", "totals",
-            "stores", "zero_loss", "warnings", "result", "failures"} <= set(report)
+            "stores", "error_samples", "zero_loss", "warnings", "result", "failures"} <= set(report)
     assert [p["name"] for p in report["phases"]] == ["warm-up", "sustained"]
     for phase in report["phases"] + [report["totals"]]:
         assert set(phase) == PHASE_KEYS
@@ -499,5 +499,6 @@ def test_tls_with_ca_file_and_resolve(tmp_path, capsys):
         assert len(up.pushes) == 2
         out = capsys.readouterr().out
         assert "tls_error=2" in out and "retries 0" in out
+        assert re.search(r"tls_error: .*certificate", out), out
     finally:
         up.stop()

@@ -70,6 +70,7 @@ class BatchOutcome:
     statuses: list = field(default_factory=list)      # every attempt's status (int or "timeout"/...)
     latencies: list = field(default_factory=list)     # seconds, attempts that got a response
     delays: list = field(default_factory=list)        # seconds slept before each retry
+    messages: dict = field(default_factory=dict)      # status -> first error message (exceptions)
     drop_reason: str | None = None
 
 
@@ -99,10 +100,13 @@ class Pusher:
                 out.latencies.append(self.clock() - t0)
             except asyncio.TimeoutError:
                 status = "timeout"
-            except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError):
+                out.messages.setdefault(status, f"no answer within {self.timeout.total:g}s")
+            except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
                 status = "tls_error"
-            except RETRYABLE_EXCEPTIONS:
+                out.messages.setdefault(status, f"{exc.__class__.__name__}: {exc}")
+            except RETRYABLE_EXCEPTIONS as exc:
                 status = "connection_error"
+                out.messages.setdefault(status, f"{exc.__class__.__name__}: {exc}")
             out.statuses.append(status)
             if on_attempt is not None:
                 on_attempt(status)

@@ -12,6 +12,7 @@ JSON schema ``obs-loadtest/1`` (every key always present)::
         retried_batches, dropped_batches, dropped_lines, skipped_at_cap,
         errors_by_status {status: count}, latency_ms {p50, p95, p99, max, samples}
     stores: {id: {sent_lines, acked_lines, dropped_lines}}
+    error_samples: {status: first message}  (timeouts, connection and TLS errors)
     zero_loss: {status: pass|fail|error|skip, reason, ...}
     warnings: [str]; result: pass|fail; failures: [str]
 """
@@ -78,6 +79,7 @@ def build_report(run, zero_loss: dict, query_url: str | None) -> dict:
             }
             for s in cfg.stores
         },
+        "error_samples": dict(sorted(run.error_samples.items())),
         "zero_loss": zero_loss,
         "warnings": warnings,
         "result": "fail" if failures else "pass",
@@ -110,6 +112,8 @@ def summary_table(report: dict) -> str:
     lines.append("")
     lines.append("errors by status: " + (", ".join(f"{k}={v}" for k, v in errors.items()) or "none")
                  + f"  (attempts {report['totals']['attempts']}, retries {report['totals']['retries']})")
+    for status, message in report["error_samples"].items():
+        lines.append(f"  {status}: {message}")
     zl = report["zero_loss"]
     lines.append(f"zero loss: {zl['status'].upper()} - {zl['reason']}")
     if zl.get("stores") and zl["status"] in ("pass", "fail"):

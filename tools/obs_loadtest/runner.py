@@ -107,6 +107,7 @@ class LoadRun:
         self.store_sent: Counter = Counter()
         self.store_acked: Counter = Counter()
         self.store_dropped: Counter = Counter()
+        self.error_samples: dict = {}  # status -> first error message seen (exceptions only)
         self.inflight = 0
         self.started_wall: float | None = None
         self.finished_wall: float | None = None
@@ -149,6 +150,8 @@ class LoadRun:
                 st.retried_batches += 1
             st.latencies.extend(out.latencies)
             self._recent_lat.extend(out.latencies)
+            for status, message in out.messages.items():
+                self.error_samples.setdefault(status, message[:300])
             for status in out.statuses:
                 if not (isinstance(status, int) and 200 <= status < 300):
                     st.errors[str(status)] += 1
