@@ -30,8 +30,9 @@ $(BIN)/ansible-playbook: requirements.txt
 
 venv: $(BIN)/ansible-playbook  ## Create the Python venv from the pinned requirements
 
-image: apt  ## Build (or reuse) the offline Debian test image
+image: apt  ## Build (or reuse) the offline Debian 12 and 13 test images
 	tools/build-test-image.sh bookworm
+	tools/build-test-image.sh trixie
 
 deps: apt venv image  ## Everything the tests need
 

@@ -65,12 +65,14 @@ echo 'APT::Keep-Downloaded-Packages "true";' >"$rootfs/etc/apt/apt.conf.d/10keep
 chroot "$rootfs" apt-get update -qq
 chroot "$rootfs" apt-get install -y -qq --download-only "${cached_packages[@]}" >/dev/null
 
-# Container hygiene: no getty on a console that does not exist, a machine-id
+# Container hygiene: no getty on a console that does not exist, no kernel
+# module loading (the host owns the kernel; trixie fails kmod.service), a machine-id
 # made at boot, a hostname set by podman.
 rm -f "$rootfs/etc/machine-id" "$rootfs/var/lib/dbus/machine-id"
 : >"$rootfs/etc/machine-id"
 chroot "$rootfs" systemctl mask getty@tty1.service serial-getty@.service \
-  systemd-remount-fs.service dev-hugepages.mount sys-fs-fuse-connections.mount >/dev/null 2>&1 || true
+  systemd-remount-fs.service dev-hugepages.mount sys-fs-fuse-connections.mount \
+  kmod.service systemd-modules-load.service >/dev/null 2>&1 || true
 
 tar -C "$rootfs" -c . | podman import \
   --change 'CMD ["/sbin/init"]' \
