@@ -14,7 +14,7 @@ export CONTAINERS_CONF := $(CURDIR)/.config/containers/containers.conf
 export ANSIBLE_CONFIG  := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help deps apt venv image lint pytest molecule test deploy destroy-local bench loadtest bench-load
+.PHONY: help deps apt venv image lint pytest molecule test deploy destroy-local bench loadtest bench-load bench-edge
 
 help:  ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -68,3 +68,6 @@ loadtest: venv  ## Run the load test tool (tools/obs_loadtest): LOADTEST_ARGS="-
 
 bench-load: venv  ## Load-test the local deployment through its edge and print the figures (BENCH_ARGS="...")
 	BENCH_ARGS="$(BENCH_ARGS)" tools/bench-load.sh
+
+bench-edge: venv image  ## Push route req/s with store auth vs without, in one run (figures, not pass/fail)
+	tools/bench-edge.sh
