@@ -5,10 +5,11 @@ Alert rules carry a `runbook_url` annotation pointing at
 templates (templates/**, and the roles' templates such as Loki's ruler rules),
 plus the anchors listed in templates/prometheus/RUNBOOK_ANCHORS.txt when that
 file exists, and checks each anchor against the headings of docs/runbook.md,
-slugged by GitHub's rules.
+slugged by GitHub's rules. It also checks the docs' own links between pages.
 """
 import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +109,24 @@ def test_every_listed_anchor_lands_on_a_heading():
     missing = [a for a in listed_anchors() if a not in have]
     assert not missing, f"anchors listed in {ANCHORS_FILE.name} without a heading in docs/runbook.md: {missing}"
 
+
+DOCS = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
+
+
+@pytest.mark.parametrize("page", DOCS, ids=[p.name for p in DOCS])
+def test_doc_links_resolve(page):
+    """Relative links between the docs point at files that exist and, with a
+    fragment, at headings that exist."""
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    problems = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"^[a-z]+:", target):
+            continue  # http(s):, mailto:
+        file_part, _, fragment = target.partition("#")
+        dest = page if not file_part else (page.parent / file_part).resolve()
+        if not dest.exists():
+            problems.append(f"{target}: {Path(dest).relative_to(ROOT) if dest.is_relative_to(ROOT) else dest} missing")
+            continue
+        if fragment and dest.suffix == ".md" and fragment not in anchors(dest.read_text()):
+            problems.append(f"{target}: no heading #{fragment} in {dest.name}")
+    assert not problems, f"{page.name}: " + "; ".join(problems)
