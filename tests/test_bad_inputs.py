@@ -45,7 +45,7 @@ def preflight_results(tmp_path_factory):
     proc = subprocess.run(
         [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inv),
          str(ROOT / "playbooks" / "preflight.yml"), "--check"],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=600,
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=1800,
     )
     result = json.loads(proc.stdout[proc.stdout.index("{"):])
     failures = {}
