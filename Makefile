@@ -54,7 +54,7 @@ ifeq ($(strip $(INVENTORY)),)
 	@# The local inventory's vault password: made once, never committed.
 	@test -s inventories/local/.vault-pass || (umask 077; head -c 32 /dev/urandom | base64 > inventories/local/.vault-pass)
 	tools/local-container.sh up $(LOCAL_HOST) $(LOCAL_IMAGE)
-	ANSIBLE_VAULT_PASSWORD_FILE=$${ANSIBLE_VAULT_PASSWORD_FILE:-inventories/local/.vault-pass} \
+	ANSIBLE_VAULT_PASSWORD_FILE=$${ANSIBLE_VAULT_PASSWORD_FILE:-$(CURDIR)/inventories/local/.vault-pass} \
 	  $(BIN)/ansible-playbook -i inventories/local playbooks/site.yml $(ARGS)
 else
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/site.yml $(ARGS)
