@@ -1,4 +1,8 @@
 """Shared fixtures: paths of the repository and its roles."""
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,3 +20,23 @@ def load_yaml(path: Path):
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+def run_playbook_failures(playbook: Path, inventory: Path, timeout: int, *args: str, **env: str):
+    """Runs ansible-playbook with the JSON callback (one run, many hosts) and
+    returns (stats per host, first failure message per host as JSON text)."""
+    run_env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+                   ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+                   ANSIBLE_FORKS="20", **env)
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory), str(playbook), *args],
+        capture_output=True, text=True, cwd=ROOT, env=run_env, timeout=timeout,
+    )
+    result = json.loads(proc.stdout[proc.stdout.index("{"):])
+    failures = {}
+    for play in result["plays"]:
+        for task in play["tasks"]:
+            for host, res in task["hosts"].items():
+                if res.get("failed"):
+                    failures.setdefault(host, json.dumps(res.get("msg", res)))
+    return result["stats"], failures

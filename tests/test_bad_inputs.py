@@ -5,16 +5,12 @@ preflight play, with a message naming the variable; a control host with the
 defaults must pass. The play only reads (facts, df), so the run changes nothing.
 """
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, run_playbook_failures
 
 CASES = yaml.safe_load((ROOT / "tests" / "bad_inputs" / "cases.yml").read_text())
 
@@ -38,23 +34,8 @@ def preflight_results(tmp_path_factory):
     inv = tmp / "inventory.yml"
     inv.write_text(yaml.safe_dump(inventory))
     (tmp / ".vault-pass").write_text("test-only-vault-password\n")
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-               ANSIBLE_VAULT_PASSWORD_FILE=str(tmp / ".vault-pass"),
-               ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-               ANSIBLE_FORKS="20")
-    proc = subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inv),
-         str(ROOT / "playbooks" / "preflight.yml"), "--check"],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=1800,
-    )
-    result = json.loads(proc.stdout[proc.stdout.index("{"):])
-    failures = {}
-    for play in result["plays"]:
-        for task in play["tasks"]:
-            for host, res in task["hosts"].items():
-                if res.get("failed"):
-                    failures.setdefault(host, json.dumps(res.get("msg", res)))
-    return result["stats"], failures
+    return run_playbook_failures(ROOT / "playbooks" / "preflight.yml", inv, 1800, "--check",
+                                 ANSIBLE_VAULT_PASSWORD_FILE=str(tmp / ".vault-pass"))
 
 
 def test_control_host_with_valid_input_passes(preflight_results):

@@ -9,16 +9,12 @@ provisioned datasource uid.
 """
 import configparser
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, run_playbook_failures
 
 # Obviously fake test values.
 SECRETS = {"grafana_admin_password": "test-only-admin-pw-1",
@@ -89,20 +85,8 @@ def rendered(tmp_path_factory):
     inventory = {"all": {"hosts": hosts, "vars": {"out_dir": str(tmp / "out"), "roles_dir": str(ROOT / "roles")}}}
     (tmp / "inventory.yml").write_text(yaml.safe_dump(inventory))
     (tmp / "render.yml").write_text(PLAYBOOK)
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-               ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(ROOT / "roles"),
-               ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_FORKS="20")
-    proc = subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(tmp / "inventory.yml"), str(tmp / "render.yml")],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=600,
-    )
-    result = json.loads(proc.stdout[proc.stdout.index("{"):])
-    failures = {}
-    for play in result["plays"]:
-        for task in play["tasks"]:
-            for host, res in task["hosts"].items():
-                if res.get("failed"):
-                    failures.setdefault(host, json.dumps(res.get("msg", res)))
+    _, failures = run_playbook_failures(tmp / "render.yml", tmp / "inventory.yml", 600,
+                                        ANSIBLE_ROLES_PATH=str(ROOT / "roles"))
     return tmp / "out", failures
 
 

@@ -31,6 +31,17 @@ def _random(length: int) -> str:
     return "".join(secrets.choice(ALPHABET) for _ in range(int(length)))
 
 
+def _keep_or_make(old, rotating, length, label, changes):
+    """The stored value, or a fresh one when it is missing or being rotated."""
+    if not old:
+        changes.append(f"generated {label}")
+        return _random(length)
+    if rotating:
+        changes.append(f"rotated {label}")
+        return _random(length)
+    return old
+
+
 def secrets_reconcile(stored, store_ids, rotate=(), rotate_stores=(), token_length=48, password_length=32):
     stored = dict(stored or {})
     rotate = set(rotate or ())
@@ -43,27 +54,12 @@ def secrets_reconcile(stored, store_ids, rotate=(), rotate_stores=(), token_leng
 
     for name, group in SINGLE.items():
         length = 64 if name == "grafana_secret_key" else password_length
-        if not stored.get(name):
-            result[name] = _random(length)
-            changes.append(f"generated {name}")
-        elif group in rotate:
-            result[name] = _random(length)
-            changes.append(f"rotated {name}")
-        else:
-            result[name] = stored[name]
+        result[name] = _keep_or_make(stored.get(name), group in rotate, length, name, changes)
 
     old_tokens = dict(stored.get("store_tokens") or {})
     rotate_ids = set(rotate_stores or store_ids) if "stores" in rotate else set()
-    tokens = {}
-    for sid in store_ids:
-        if not old_tokens.get(sid):
-            tokens[sid] = _random(token_length)
-            changes.append(f"generated store token {sid}")
-        elif sid in rotate_ids:
-            tokens[sid] = _random(token_length)
-            changes.append(f"rotated store token {sid}")
-        else:
-            tokens[sid] = old_tokens[sid]
+    tokens = {sid: _keep_or_make(old_tokens.get(sid), sid in rotate_ids, token_length, f"store token {sid}", changes)
+              for sid in store_ids}
     for sid in sorted(set(old_tokens) - set(store_ids)):
         changes.append(f"revoked store token {sid}")
     result["store_tokens"] = tokens
