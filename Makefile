@@ -14,7 +14,7 @@ export CONTAINERS_CONF := $(CURDIR)/.config/containers/containers.conf
 export ANSIBLE_CONFIG  := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help deps apt venv image lint pytest molecule test deploy destroy-local bench loadtest bench-load bench-edge
+.PHONY: help deps apt venv image lint pytest molecule test deploy verify destroy-local bench loadtest bench-load bench-edge
 
 help:  ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -58,6 +58,14 @@ ifeq ($(strip $(INVENTORY)),)
 	  $(BIN)/ansible-playbook -i inventories/local playbooks/site.yml $(ARGS)
 else
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/site.yml $(ARGS)
+endif
+
+verify: venv  ## The release gate (playbooks/verify.yml): local container by default, or INVENTORY=...; ARGS="-e gate_load=true"
+ifeq ($(strip $(INVENTORY)),)
+	ANSIBLE_VAULT_PASSWORD_FILE=$${ANSIBLE_VAULT_PASSWORD_FILE:-$(CURDIR)/inventories/local/.vault-pass} \
+	  $(BIN)/ansible-playbook -i inventories/local playbooks/verify.yml $(ARGS)
+else
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/verify.yml $(ARGS)
 endif
 
 destroy-local:  ## Remove the local deployment container
