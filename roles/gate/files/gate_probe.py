@@ -179,7 +179,7 @@ class Probe:
         store = self.cfg.get("store")
         if not self.cfg.get("push_enabled", True):
             self.record("store-push-only", "P0-5", "store credentials are push-only", SKIP,
-                        "Loki disabled in obs_components: the edge has no push route")
+                        self.cfg.get("push_skip_reason", "Loki disabled: the edge has no push route"))
             return
         if not store:
             self.record("store-push-only", "P0-5", "store credentials are push-only", SKIP, "no store credential")
@@ -225,7 +225,8 @@ class Probe:
         if not self.cfg.get("push_enabled", True):
             for check_id, check in (("cors-allowed", "CORS preflight passes for an allowed origin"),
                                     ("cors-denied", "CORS preflight fails for another origin")):
-                self.record(check_id, "P0-3", check, SKIP, "Loki disabled in obs_components: the edge has no push route")
+                self.record(check_id, "P0-3", check, SKIP,
+                            self.cfg.get("push_skip_reason", "Loki disabled: the edge has no push route"))
             return
         base = {"Access-Control-Request-Method": "POST",
                 "Access-Control-Request-Headers": "authorization,content-type"}

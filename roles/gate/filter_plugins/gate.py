@@ -75,7 +75,7 @@ def gate_server_checks(d):
     for name in d["services"]:
         unit = units.get(name, {})
         if not components.get(name):
-            reason = "disabled in obs_components"
+            reason = "disabled in obs_components" + (f": {skips[name]}" if name in skips else "")
             checks.append(_check(f"config-{name}", "P0-1", f"{name} config validates", SKIP, reason))
             checks.append(_check(f"health-{name}", "P1-1", f"{name} is healthy", SKIP, reason))
             continue
