@@ -74,8 +74,9 @@ destroy-local:  ## Remove the local deployment container
 loadtest: venv  ## Run the load test tool (tools/obs_loadtest): LOADTEST_ARGS="--bundles DIR ..."
 	PYTHONPATH=tools $(BIN)/python -m obs_loadtest $(LOADTEST_ARGS)
 
-bench-load: venv  ## Load-test the local deployment through its edge and print the figures (BENCH_ARGS="...")
-	BENCH_ARGS="$(BENCH_ARGS)" tools/bench-load.sh
+bench-load: venv  ## Load-test the local deployment through its edge (BENCH_ARGS="..."; BENCH_UPSTREAM=test: no Loki here, edge + TEST stand-in)
+	BENCH_ARGS="$(BENCH_ARGS)" BENCH_UPSTREAM="$(BENCH_UPSTREAM)" BENCH_PUSH_RATE="$(BENCH_PUSH_RATE)" \
+	  BENCH_PUSH_BURST="$(BENCH_PUSH_BURST)" tools/bench-load.sh
 
 bench-edge: venv image  ## Push route req/s with store auth vs without, in one run (figures, not pass/fail)
 	tools/bench-edge.sh
