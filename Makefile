@@ -7,7 +7,9 @@ PYTHON     ?= python3.11
 VENV       ?= .venv
 BIN        := $(VENV)/bin
 INVENTORY  ?=
-SCENARIOS  ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+# Empty: tools/run-scenarios.sh runs every scenario on disk plus the second
+# platform runs (common@trixie) and fails if a scenario was not run.
+SCENARIOS  ?=
 LOCAL_HOST := obs-central
 LOCAL_IMAGE := localhost/obs-test:bookworm
 export CONTAINERS_CONF := $(CURDIR)/.config/containers/containers.conf
