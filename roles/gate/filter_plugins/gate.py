@@ -9,6 +9,7 @@ weighted verdict of the report.
 """
 from __future__ import annotations
 
+import calendar
 import json
 import re
 
@@ -70,7 +71,6 @@ def gate_server_checks(d):
     health = _by_component(d.get("health"))
     validate = _by_component(d.get("validate"))
     checks = []
-    running = {}
 
     for name in d["services"]:
         unit = units.get(name, {})
@@ -90,7 +90,6 @@ def gate_server_checks(d):
         active = unit.get("ActiveState", "?")
         status = h.get("status", -1)
         ok = active == "active" and status == 200
-        running[name] = ok
         health_detail = (f"{d['services'][name]['unit']} {active}; {h.get('url', '?')} -> "
                          f"{status if status != -1 else h.get('msg', 'no answer')}")
         v = validate.get(name)
@@ -158,7 +157,6 @@ def gate_server_checks(d):
             checks.append(_check("backup-fresh", "P1-3", "newest backup is within its schedule", FAIL,
                                  f"manifest has no readable creation time ({created!r})"))
         else:
-            import calendar
             epoch = calendar.timegm(tuple(int(x) for x in m.groups()) + (0, 0, 0))
             age_h = (d["now"] - epoch) / 3600
             ok = age_h <= d["backup_max_age_hours"]
