@@ -33,10 +33,16 @@ export interface ShipperOptions {
   breakerOpenMs: number;
   breakerMaxOpenMs: number;
   maxBisectRequests: number;
-  /** Internal problems worth an operator's eye (auth refused, dead letters, ...). */
-  report: (level: 'error' | 'warn', message: string) => void;
+  /**
+   * Internal problems worth an operator's eye. `spool`: also log it as a line
+   * of its own (only state changes: auth pause, breaker open, resume; never
+   * per-line events, which could feed on themselves).
+   */
+  report: (level: 'error' | 'warn', message: string, spool: boolean) => void;
   /** Called before every retry after 401/403: re-reads the bundle (a rotated token arrives with a new one). */
   reloadCredentials: () => void;
+  /** Breaker transitions. */
+  onBreaker?: (from: string, to: string) => void;
 }
 
 interface Current {
@@ -80,7 +86,8 @@ export class Shipper {
       { failureThreshold: o.breakerFailures, openMs: o.breakerOpenMs, maxOpenMs: o.breakerMaxOpenMs },
       o.clock,
       (from, to) => {
-        if (to === 'open') o.report('warn', `loki transport: circuit breaker ${from} -> open; lines keep landing in the spool`);
+        o.onBreaker?.(from, to);
+        if (to === 'open') o.report('warn', `loki transport: circuit breaker ${from} -> open; lines keep landing in the spool`, true);
       },
     );
   }
@@ -141,7 +148,7 @@ export class Shipper {
         await this.step();
       } catch (err) {
         // A bug or an I/O error must not end delivery: report, wait, go on.
-        this.o.report('error', `loki transport: delivery loop error: ${(err as Error).stack ?? String(err)}`);
+        this.o.report('error', `loki transport: delivery loop error: ${(err as Error).stack ?? String(err)}`, false);
         await sleep(this.o.clock, this.o.backoffMaxMs, this.stopSignal.signal);
       }
     }
@@ -196,12 +203,12 @@ export class Shipper {
       case 'auth': {
         this.o.metrics.retry('auth');
         this.authPaused = true;
-        this.reportOnce('error', `loki transport: the edge refused the push (HTTP ${outcome.status}); sending paused, nothing dropped, retrying every ${Math.round(this.o.authRetryMs / 1000)} s with the bundle re-read: ${outcome.body.slice(0, 200)}`);
+        this.reportOnce('error', `loki transport: the edge refused the push (HTTP ${outcome.status}); sending paused, nothing dropped, retrying every ${Math.round(this.o.authRetryMs / 1000)} s with the bundle re-read: ${outcome.body.slice(0, 200)}`, true);
         await sleep(this.o.clock, this.o.authRetryMs, this.stopSignal.signal);
         try {
           this.o.reloadCredentials();
         } catch (err) {
-          this.o.report('error', `loki transport: cannot re-read the store bundle: ${(err as Error).message}`);
+          this.o.report('error', `loki transport: cannot re-read the store bundle: ${(err as Error).message}`, true);
         }
         return;
       }
@@ -217,7 +224,7 @@ export class Shipper {
     this.lastErrorReport = '';
     if (this.authPaused) {
       this.authPaused = false;
-      this.o.report('warn', 'loki transport: the edge accepts the push again; sending resumed');
+      this.o.report('warn', 'loki transport: the edge accepts the push again; sending resumed', true);
     }
   }
 
@@ -237,10 +244,10 @@ export class Shipper {
     }
   }
 
-  private reportOnce(level: 'error' | 'warn', message: string): void {
+  private reportOnce(level: 'error' | 'warn', message: string, spool: boolean): void {
     if (message === this.lastErrorReport) return;
     this.lastErrorReport = message;
-    this.o.report(level, message);
+    this.o.report(level, message, spool);
   }
 
   /** Works through the current batch's parts until all are stored or dead-lettered, or a retry is due. */
@@ -260,7 +267,7 @@ export class Shipper {
         if (this.stopping) return { kind: 'stopped' };
         const timeout = (err as Error).name === 'PushTimeoutError';
         this.o.metrics.request(timeout ? 'timeout' : 'error');
-        this.reportOnce('warn', `loki transport: push failed (${(err as Error).message}); retrying with backoff`);
+        this.reportOnce('warn', `loki transport: push failed (${(err as Error).message}); retrying with backoff`, false);
         return { kind: 'retry', reason: timeout ? 'timeout' : 'network', retryAfterMs: undefined, countsForBreaker: true };
       } finally {
         this.inflight = undefined;
@@ -344,7 +351,7 @@ export class Shipper {
     c.deadLettered += entries.length;
     for (const e of entries) this.o.metrics.drop(reason, e.labels.level ?? 'unknown');
     this.o.deadLetter.write(entries, reason, res.status, res.body);
-    this.o.report('warn', `loki transport: ${entries.length} line(s) refused by Loki (HTTP ${res.status}), dead-lettered: ${res.body.slice(0, 300)}`);
+    this.o.report('warn', `loki transport: ${entries.length} line(s) refused by Loki (HTTP ${res.status}), dead-lettered: ${res.body.slice(0, 300)}`, false);
   }
 
   private noteDate(date: string | undefined): void {

@@ -125,8 +125,9 @@ export class LokiTransport extends TransportStream {
       breakerOpenMs: o.breakerOpenMs,
       breakerMaxOpenMs: o.breakerMaxOpenMs,
       maxBisectRequests: o.maxBisectRequests,
-      report: (level, message) => this.report(level, message, true),
+      report: (level, message, spool) => this.report(level, message, spool),
       reloadCredentials: () => this.reloadBundle(),
+      onBreaker: (from, to) => this.emit('breaker', from, to),
     });
     this.metrics.gauges = () => ({
       spoolBytes: this.spool.bytes,

@@ -70,3 +70,19 @@ export class FakeClock implements Clock {
 export async function settle(turns = 3): Promise<void> {
   for (let i = 0; i < turns; i += 1) await new Promise<void>((r) => setImmediate(r));
 }
+
+/** Real-time pause: lets loopback HTTP round trips (and gzip in the thread pool) finish. */
+export function realPause(ms = 2): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Alternates real pauses and fake-time steps until cond() (or maxFakeMs of fake time). */
+export async function drive(clock: FakeClock, cond: () => boolean, maxFakeMs: number, stepMs = 100): Promise<boolean> {
+  for (let spent = 0; spent <= maxFakeMs; spent += stepMs) {
+    await realPause();
+    if (cond()) return true;
+    await clock.advance(stepMs);
+  }
+  await realPause();
+  return cond();
+}
