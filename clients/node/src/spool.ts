@@ -16,6 +16,9 @@ import type { Clock, TimerHandle } from './clock';
  *
  * Record: 'L' 'S' | u32 LE payload length | u32 LE CRC-32 of the payload | payload (UTF-8 JSON).
  *
+ * Segments are opened O_APPEND ("a"/"ax"): after a failed write is cut off
+ * with ftruncate, the next write lands at the new end, not after a hole.
+ *
  * Durability: appends of one event-loop turn are written with one write(2) at
  * the end of the turn (so a line whose log call returned is in the kernel and
  * survives kill -9), and fdatasync(2)'d every `fsyncIntervalMs` (bounds what a
@@ -422,7 +425,7 @@ export class Spool {
     const next = this.activeSeq + 1;
     let fd: number;
     try {
-      fd = openSync(this.segPath(next), 'wx', 0o600);
+      fd = openSync(this.segPath(next), 'ax', 0o600);
     } catch (err) {
       this.options.onError(err as Error);
       return;
@@ -444,7 +447,7 @@ export class Spool {
   }
 
   private createSegment(seq: number): void {
-    this.activeFd = openSync(this.segPath(seq), 'wx', 0o600);
+    this.activeFd = openSync(this.segPath(seq), 'ax', 0o600);
     this.activeSeq = seq;
     this.activeSize = 0;
     this.activeBoundary = 0;
