@@ -7,9 +7,12 @@ PYTHON     ?= python3.11
 VENV       ?= .venv
 BIN        := $(VENV)/bin
 INVENTORY  ?=
-# Empty: tools/run-scenarios.sh runs every scenario on disk plus the second
+# Empty: tools/run_suite.py runs every scenario on disk plus the second
 # platform runs (common@trixie) and fails if a scenario was not run.
 SCENARIOS  ?=
+# Scenarios run at once (tools/run_suite.py); 3 keeps 2 cores busy.
+MOLECULE_JOBS ?= 3
+export MOLECULE_JOBS
 LOCAL_HOST := obs-central
 LOCAL_IMAGE := localhost/obs-test:bookworm
 export CONTAINERS_CONF := $(CURDIR)/.config/containers/containers.conf
@@ -45,10 +48,12 @@ lint: venv  ## yamllint and ansible-lint (production profile)
 pytest: venv  ## Unit and static tests
 	$(BIN)/pytest -q tests
 
-molecule: deps  ## molecule test for every scenario (SCENARIOS="a b" for a subset)
-	tools/run-scenarios.sh $(SCENARIOS)
+molecule: apt venv  ## Images, then molecule test for every scenario (SCENARIOS="a b" for a subset, MOLECULE_JOBS=N at a time)
+	tools/run_suite.py $(SCENARIOS)
 
-test: deps lint pytest molecule  ## The whole test suite (what CI runs)
+# lint, pytest and the image builds run beside the scenarios (tools/run_suite.py).
+test: apt venv  ## The whole test suite (what CI runs): lint, pytest and every scenario
+	tools/run_suite.py --all
 
 deploy: venv  ## Deploy the stack: local container by default, or INVENTORY=inventories/production
 ifeq ($(strip $(INVENTORY)),)

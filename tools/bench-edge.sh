@@ -29,7 +29,7 @@ password=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 extra=$(printf '{"obs_domain":"bench.test.internal","obs_stores":[{"id":"S001","name":"bench"}],
   "nginx_store_tokens":{"S001":"%s"},"nginx_admin_users":[{"name":"admin","password":"%s"}],
   "nginx_push_rate":1000000,"nginx_push_burst":1000000,"nginx_admin_rate":1000000,"nginx_admin_burst":1000000,
-  "ansible_connection":"containers.podman.podman","ansible_python_interpreter":"/usr/bin/python3"}' "$token" "$password")
+  "ansible_connection":"podman","ansible_python_interpreter":"/usr/bin/python3"}' "$token" "$password")
 "$bin/ansible-playbook" -i "$name," tools/bench-edge.yml -e "$extra" >/tmp/bench-edge-deploy.log ||
   { tail -40 /tmp/bench-edge-deploy.log; exit 1; }
 

@@ -2,7 +2,10 @@
 # Installs the Debian packages the test suite and the local deployment need.
 # Idempotent: installs only what is missing.
 set -euo pipefail
-packages=(podman runc debootstrap containernetworking-plugins uidmap slirp4netns
+# dnsname: containers on one scenario network find each other by name (CNI
+# has no DNS of its own).
+packages=(podman runc debootstrap containernetworking-plugins
+  golang-github-containernetworking-plugin-dnsname uidmap slirp4netns
   fuse-overlayfs python3-venv wrk openssl curl)
 missing=()
 for p in "${packages[@]}"; do
