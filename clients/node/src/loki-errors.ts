@@ -19,10 +19,11 @@
  * the ones it stored: same stream, timestamp and line).
  */
 export type Rejection =
-  | { kind: 'too_old'; oldestAcceptableNs: bigint }
-  | { kind: 'too_new'; firstRejectedSecondNs: bigint }
+  | { kind: 'too_old'; oldestAcceptableNs: bigint; labels: Record<string, string> | undefined }
+  | { kind: 'too_new'; firstRejectedSecondNs: bigint; labels: Record<string, string> | undefined }
   | { kind: 'too_long'; maxBytes: number }
-  | { kind: 'out_of_order'; tsNs: bigint; labels: Record<string, string> | undefined };
+  | { kind: 'out_of_order'; tsNs: bigint; labels: Record<string, string> | undefined }
+  | { kind: 'too_far_behind'; oldestAcceptableNs: bigint; labels: Record<string, string> | undefined };
 
 export interface ParsedLokiError {
   rejections: Rejection[];
@@ -38,19 +39,26 @@ export interface CandidateEntry {
 }
 
 const RFC3339 = String.raw`(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d))`;
-const TOO_OLD = new RegExp(String.raw`has timestamp too old: ${RFC3339}, oldest acceptable timestamp is: ${RFC3339}`, 'g');
-const TOO_NEW = new RegExp(String.raw`has timestamp too new: ${RFC3339}`, 'g');
+const TOO_OLD = new RegExp(String.raw`entry for stream '(\{[^']*\})' has timestamp too old: ${RFC3339}, oldest acceptable timestamp is: ${RFC3339}`, 'g');
+const TOO_NEW = new RegExp(String.raw`entry for stream '(\{[^']*\})' has timestamp too new: ${RFC3339}`, 'g');
 const TOO_LONG = /Max entry size '(\d+)' bytes exceeded/g;
-const OOO = /entry with timestamp (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? [+-]\d{4}) \S+ ignored, reason: '[^']*'[\s\S]*?for stream: (\{[^\n]*\})/g;
+// The ingester lists every entry it ignored, then names their stream once.
+const OOO_ENTRY = new RegExp(String.raw`entry with timestamp (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? [+-]\d{4}) \S+ ignored, reason: '([^']*)'`, 'g');
+const OOO_STREAM = /total ignored: \d+ out of \d+ for stream: (\{[^\n]*\})/g;
+const OLDEST = new RegExp(String.raw`oldest acceptable timestamp is: ${RFC3339}`);
 const STREAM_IN_QUOTES = /stream '(\{[^']*\})'/g;
 
 export function parseLokiError(body: string): ParsedLokiError {
   const rejections: Rejection[] = [];
-  for (const m of body.matchAll(TOO_OLD)) rejections.push({ kind: 'too_old', oldestAcceptableNs: rfc3339ToNs(m[2] as string) });
-  for (const m of body.matchAll(TOO_NEW)) rejections.push({ kind: 'too_new', firstRejectedSecondNs: rfc3339ToNs(m[1] as string) });
+  for (const m of body.matchAll(TOO_OLD)) rejections.push({ kind: 'too_old', oldestAcceptableNs: rfc3339ToNs(m[3] as string), labels: parseLabels(m[1] as string) });
+  for (const m of body.matchAll(TOO_NEW)) rejections.push({ kind: 'too_new', firstRejectedSecondNs: rfc3339ToNs(m[2] as string), labels: parseLabels(m[1] as string) });
   for (const m of body.matchAll(TOO_LONG)) rejections.push({ kind: 'too_long', maxBytes: Number(m[1]) });
-  for (const m of body.matchAll(OOO)) {
-    rejections.push({ kind: 'out_of_order', tsNs: goTimeToNs(m[1] as string), labels: parseLabels(m[2] as string) });
+  const blocks = [...body.matchAll(OOO_STREAM)].map((m) => ({ at: m.index ?? 0, labels: parseLabels(m[1] as string) }));
+  for (const m of body.matchAll(OOO_ENTRY)) {
+    const labels = blocks.find((b) => b.at > (m.index ?? 0))?.labels;
+    rejections.push({ kind: 'out_of_order', tsNs: goTimeToNs(m[1] as string), labels });
+    const oldest = OLDEST.exec(m[2] as string);
+    if (oldest) rejections.push({ kind: 'too_far_behind', oldestAcceptableNs: rfc3339ToNs(oldest[1] as string), labels });
   }
   const limitedStreams: Record<string, string>[] = [];
   if (/rate limit exceeded/i.test(body) && !/^Ingestion rate limit exceeded/im.test(body)) {
@@ -68,7 +76,12 @@ export function isRejected(entry: CandidateEntry, rejections: readonly Rejection
   for (const r of rejections) {
     switch (r.kind) {
       case 'too_old':
+        // Loki's reject_old_samples applies to every stream.
         if (ts < r.oldestAcceptableNs) return r;
+        break;
+      case 'too_far_behind':
+        // The out-of-order window is per stream.
+        if (ts < r.oldestAcceptableNs && sameStream(entry, r.labels)) return r;
         break;
       case 'too_new':
         // The body gives the rejected entry's time truncated to the second:
@@ -79,11 +92,29 @@ export function isRejected(entry: CandidateEntry, rejections: readonly Rejection
         if (Buffer.byteLength(entry.line) > r.maxBytes) return r;
         break;
       case 'out_of_order':
-        if (ts === r.tsNs && (r.labels === undefined || labelsMatch(entry.labels, r.labels))) return r;
+        if (ts === r.tsNs && sameStream(entry, r.labels)) return r;
         break;
     }
   }
   return undefined;
+}
+
+/**
+ * Entries a rule may have meant but does not prove (its timestamps are cut to
+ * the second): sent on their own so the next answer is about them alone.
+ */
+export function isSuspect(entry: CandidateEntry, rejections: readonly Rejection[]): boolean {
+  const ts = BigInt(entry.ts);
+  const second = 1_000_000_000n;
+  for (const r of rejections) {
+    if (r.kind === 'too_new' && ts >= r.firstRejectedSecondNs && ts < r.firstRejectedSecondNs + second && sameStream(entry, r.labels)) return true;
+    if ((r.kind === 'too_old' || r.kind === 'too_far_behind') && ts >= r.oldestAcceptableNs && ts < r.oldestAcceptableNs + second && sameStream(entry, r.labels)) return true;
+  }
+  return false;
+}
+
+function sameStream(entry: CandidateEntry, labels: Record<string, string> | undefined): boolean {
+  return labels === undefined || labelsMatch(entry.labels, labels);
 }
 
 /** Our labels are a subset of Loki's (Loki adds service_name). */

@@ -3,7 +3,7 @@ import { CircuitBreaker } from './breaker';
 import { sleep, type Clock } from './clock';
 import type { DeadLetter } from './deadletter';
 import type { PushClient, PushResponse } from './http';
-import { isRejected, labelsMatch, parseLokiError } from './loki-errors';
+import { isRejected, isSuspect, labelsMatch, parseLokiError } from './loki-errors';
 import type { RetryReason, TransportMetrics } from './metrics';
 import type { Position, Spool, SpoolEntry } from './spool';
 
@@ -177,7 +177,7 @@ export class Shipper {
           return;
         }
       }
-      this.current = { end: batch.end, total: batch.entries.length, deadLettered: 0, parts: [batch.entries], bisectRequests: 0 };
+      this.current = { end: batch.end, total: batch.entries.length, deadLettered: 0, parts: byStream(batch.entries), bisectRequests: 0 };
     }
     const outcome = await this.deliver(this.current);
     switch (outcome.kind) {
@@ -342,6 +342,12 @@ export class Shipper {
       replace([]);
       return;
     }
+    // The rules name a second, not an entry: send the entries of that second on their own.
+    const suspects = part.filter((e) => isSuspect(e, parsed.rejections));
+    if (suspects.length > 0 && suspects.length < part.length) {
+      replace([suspects, part.filter((e) => !isSuspect(e, parsed.rejections))]);
+      return;
+    }
     // A 400 that names no line of this part: halve it until the refused lines stand alone.
     const mid = Math.ceil(part.length / 2);
     replace([part.slice(0, mid), part.slice(mid)]);
@@ -359,6 +365,32 @@ export class Shipper {
     const at = Date.parse(date);
     if (!Number.isNaN(at)) this.clockSkewSeconds = Math.round((this.o.clock.now() - at) / 1000);
   }
+}
+
+/**
+ * One push per stream, in the spool's order within each stream. Loki 3.4.2
+ * answers 204 to a push of several streams when its ingester refused one of
+ * them (per-stream rate limit, entry too far behind), dropping those entries
+ * silently; a push of one stream gets the 429/400 naming them
+ * (test/fixtures/loki-3.4.2-errors.json: stream_rate_429, stream_rate_two_streams).
+ */
+export function byStream(entries: readonly SpoolEntry[]): SpoolEntry[][] {
+  const groups = new Map<Readonly<Record<string, string>>, SpoolEntry[]>();
+  const byKey = new Map<string, SpoolEntry[]>();
+  for (const e of entries) {
+    let g = groups.get(e.labels);
+    if (!g) {
+      const key = JSON.stringify(e.labels);
+      g = byKey.get(key);
+      if (!g) {
+        g = [];
+        byKey.set(key, g);
+      }
+      groups.set(e.labels, g);
+    }
+    g.push(e);
+  }
+  return [...byKey.values()];
 }
 
 /** Loki's JSON push body: one stream per label set, entries in spool order, structured metadata as the third element. */

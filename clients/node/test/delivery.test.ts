@@ -35,6 +35,7 @@ describe('delivery to a test upstream', () => {
     assert.match(sale.ts, /^\d{19}$/);
     assert.equal(JSON.parse(sale.line).message, 'sale completed');
     assert.deepEqual(new Set(all.map((e) => e.labels.level)), new Set(['info', 'error', 'debug']));
+    for (const r of up.requests) assert.equal(new Set(r.entries.map((e) => JSON.stringify(e.labels))).size, 1, 'one stream per push');
     const ts = all.map((e) => BigInt(e.ts));
     assert.equal(new Set(ts).size, ts.length, 'timestamps are unique');
     assert.equal(t.snapshot().sent, 3);

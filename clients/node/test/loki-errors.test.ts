@@ -106,6 +106,25 @@ describe("Loki 3.4.2's real error bodies", () => {
       cleanup();
     });
 
+    it("the per-stream 429 (Loki's real body): the stream is retried, nothing dropped; its streams are parsed", async () => {
+      const c = cases.stream_rate_429;
+      assert.ok(c?.request);
+      const limited = parseLokiError(c.body).limitedStreams;
+      assert.equal(limited[0]?.case, 'single');
+      let n = 0;
+      up.handler = () => (++n === 1 ? { status: 429, body: c.body } : { status: 204 });
+      const { dir, cleanup } = tempDir();
+      const { t } = makeTransport(up, dir, { instance: 'fx-429s', batchWaitMs: 0 });
+      const s = c.request.streams[0];
+      assert.ok(s);
+      for (const [ts, line] of s.values) t.append({ level: 'info', line, ts: BigInt(ts), override: { ...s.stream, instance: 'fx-429s' } });
+      assert.equal(await t.flush(10000), true);
+      assert.equal(up.entries().filter((e) => e.labels.instance === 'fx-429s').length, s.values.length);
+      assert.equal(t.snapshot().droppedTotal, 0);
+      await t.shutdown(0);
+      cleanup();
+    });
+
     it('a 400 that names no line (the edge, or a format we do not know) is bisected down to the refused line', async () => {
       up.handler = (req) => (req.entries.some((e) => e.line === 'poison') ? { status: 400, body: 'store label mismatch', store: req.entries.filter((e) => e.line !== 'poison') } : { status: 204 });
       const { dir, cleanup } = tempDir();
