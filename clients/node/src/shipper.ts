@@ -102,15 +102,18 @@ export class Shipper {
 
   /** New lines arrived. */
   wake(): void {
-    this.lineWake.abort();
+    // Called on every log call: abort() builds a DOMException each time, so only when it matters.
+    if (this.waitingForLines && !this.lineWake.signal.aborted) this.lineWake.abort();
   }
+
+  private waitingForLines = false;
 
   /** Resolves once the spool is empty (or the shipper stops). */
   idle(): Promise<void> {
     if (this.o.spool.isEmpty && this.current === undefined) return Promise.resolve();
     return new Promise((resolve) => {
       this.idleWaiters.push(resolve);
-      this.wake();
+      if (!this.lineWake.signal.aborted) this.lineWake.abort();
     });
   }
 
@@ -235,12 +238,18 @@ export class Shipper {
     if (wakeable) {
       this.lineWake = new AbortController();
       signals.push(this.lineWake.signal);
+      this.waitingForLines = true;
     }
     const signal = AbortSignal.any(signals);
-    if (ms === undefined) {
-      await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
-    } else {
-      await sleep(this.o.clock, ms, signal);
+    try {
+      if (ms === undefined) {
+        if (!this.o.spool.isEmpty) return; // a line came in between the peek and here
+        await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+      } else {
+        await sleep(this.o.clock, ms, signal);
+      }
+    } finally {
+      this.waitingForLines = false;
     }
   }
 
