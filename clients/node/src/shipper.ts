@@ -1,6 +1,6 @@
 import { Backoff, parseRetryAfter } from './backoff';
 import { CircuitBreaker } from './breaker';
-import { sleep, type Clock } from './clock';
+import { sleep, type Clock, type TimerHandle } from './clock';
 import type { DeadLetter } from './deadletter';
 import type { PushClient, PushResponse } from './http';
 import { isRejected, isSuspect, labelsMatch, parseLokiError } from './loki-errors';
@@ -125,11 +125,13 @@ export class Shipper {
   async stop(deadlineMs: number): Promise<void> {
     this.draining = true;
     this.drainController.abort();
+    // Not unref'd: a shutdown in progress keeps the process alive until its deadline.
+    let timer: TimerHandle | undefined;
     const deadline = new Promise<void>((resolve) => {
-      const t = this.o.clock.setTimeout(resolve, deadlineMs);
-      t.unref?.();
+      timer = this.o.clock.setTimeout(resolve, deadlineMs);
     });
     await Promise.race([this.idle(), deadline]);
+    if (timer) this.o.clock.clearTimeout(timer);
     this.stopping = true;
     this.stopSignal.abort();
     this.inflight?.abort();
