@@ -3,10 +3,10 @@
  * Prometheus text exposition format (version 0.0.4) and summarised in the
  * heartbeat line. No dependency on a metrics library.
  */
-export const DROP_REASONS = ['spool_full', 'disk_full', 'rejected', 'too_large', 'corrupt', 'shutdown'] as const;
+export const DROP_REASONS = ['spool_full', 'disk_full', 'rejected', 'too_large', 'corrupt'] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
-export const RETRY_REASONS = ['rate_limited', 'server_error', 'timeout', 'network', 'auth', 'partial'] as const;
+export const RETRY_REASONS = ['rate_limited', 'server_error', 'timeout', 'network', 'auth'] as const;
 export type RetryReason = (typeof RETRY_REASONS)[number];
 
 export interface MetricsSnapshot {

@@ -187,7 +187,7 @@ describe('heartbeat', () => {
     assert.deepEqual(beats[0]?.labels, { store: 'S001', service: 'pos-backend', environment: 'test', instance: 'hb-1', level: 'info' });
     assert.deepEqual(Object.keys(first ?? {}), [
       'type', 'v', 'unix', 'uptime_s', 'sent_total', 'dropped_total', 'dropped_since_last',
-      'dropped_spool_full', 'dropped_disk_full', 'dropped_rejected', 'dropped_too_large', 'dropped_corrupt', 'dropped_shutdown',
+      'dropped_spool_full', 'dropped_disk_full', 'dropped_rejected', 'dropped_too_large', 'dropped_corrupt',
       'retries_total', 'spool_bytes', 'spool_oldest_age_s', 'breaker', 'clock_skew_s', 'labels_refused',
     ]);
     assert.equal(first?.dropped_total, 0);
