@@ -88,7 +88,7 @@ export const DEFAULTS = {
   batchMaxBytes: 1024 * 1024,
   batchWaitMs: 1000,
   requestTimeoutMs: 15000,
-  gzipLevel: 6,
+  gzipLevel: 1,
   backoffBaseMs: 500,
   backoffMaxMs: 60000,
   retryAfterMaxMs: 300000,

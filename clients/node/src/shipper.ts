@@ -5,7 +5,7 @@ import type { DeadLetter } from './deadletter';
 import type { PushClient, PushResponse } from './http';
 import { isRejected, isSuspect, labelsMatch, parseLokiError } from './loki-errors';
 import type { RetryReason, TransportMetrics } from './metrics';
-import type { Position, Spool, SpoolEntry } from './spool';
+import { StoredEntry, type Position, type Spool, type SpoolEntry } from './spool';
 
 /**
  * The delivery loop: takes the oldest batch from the spool, pushes it, and
@@ -385,39 +385,46 @@ export class Shipper {
  * silently; a push of one stream gets the 429/400 naming them
  * (test/fixtures/loki-3.4.2-errors.json: stream_rate_429, stream_rate_two_streams).
  */
-export function byStream(entries: readonly SpoolEntry[]): SpoolEntry[][] {
-  const groups = new Map<Readonly<Record<string, string>>, SpoolEntry[]>();
-  const byKey = new Map<string, SpoolEntry[]>();
+export function byStream<E extends SpoolEntry>(entries: readonly E[]): E[][] {
+  const groups = new Map<string, E[]>();
   for (const e of entries) {
-    let g = groups.get(e.labels);
+    const key = labelsJsonOf(e);
+    let g = groups.get(key);
     if (!g) {
-      const key = JSON.stringify(e.labels);
-      g = byKey.get(key);
-      if (!g) {
-        g = [];
-        byKey.set(key, g);
-      }
-      groups.set(e.labels, g);
+      g = [];
+      groups.set(key, g);
     }
     g.push(e);
   }
-  return [...byKey.values()];
+  return [...groups.values()];
+}
+
+function labelsJsonOf(e: SpoolEntry): string {
+  return e instanceof StoredEntry ? e.labelsJson : JSON.stringify(e.labels);
 }
 
 /** Loki's JSON push body: one stream per label set, entries in spool order, structured metadata as the third element. */
 export function buildPushBody(entries: readonly SpoolEntry[]): string {
-  const streams = new Map<string, { labels: string; values: string[] }>();
+  const streams = new Map<string, string[]>();
   for (const e of entries) {
-    const key = JSON.stringify(e.labels);
-    let s = streams.get(key);
-    if (!s) {
-      s = { labels: key, values: [] };
-      streams.set(key, s);
+    const key = labelsJsonOf(e);
+    let values = streams.get(key);
+    if (!values) {
+      values = [];
+      streams.set(key, values);
     }
-    const meta = e.meta && Object.keys(e.meta).length > 0 ? `,${JSON.stringify(e.meta)}` : '';
-    s.values.push(`["${e.ts}",${JSON.stringify(e.line)}${meta}]`);
+    let line: string;
+    let meta: string;
+    if (e instanceof StoredEntry) {
+      line = e.lineJson;
+      meta = e.metaJson === '' ? '' : `,${e.metaJson}`;
+    } else {
+      line = JSON.stringify(e.line);
+      meta = e.meta && Object.keys(e.meta).length > 0 ? `,${JSON.stringify(e.meta)}` : '';
+    }
+    values.push(`["${e.ts}",${line}${meta}]`);
   }
   const parts: string[] = [];
-  for (const s of streams.values()) parts.push(`{"stream":${s.labels},"values":[${s.values.join(',')}]}`);
+  for (const [labels, values] of streams) parts.push(`{"stream":${labels},"values":[${values.join(',')}]}`);
   return `{"streams":[${parts.join(',')}]}`;
 }

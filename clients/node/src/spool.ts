@@ -14,7 +14,9 @@ import type { Clock, TimerHandle } from './clock';
  *   cursor.json          {seg, off}: where the next unsent record starts (written atomically)
  *   lock                 the pid of the process that owns the spool (one writer per spool)
  *
- * Record: 'L' 'S' | u32 LE payload length | u32 LE CRC-32 of the payload | payload (UTF-8 JSON).
+ * Record: 'L' 'S' | u32 LE payload length | u32 LE CRC-32 of the payload | payload, UTF-8:
+ *   <ts ns> TAB <labels JSON> TAB <line as a JSON string> TAB <metadata JSON or nothing>
+ * (JSON text never holds a raw TAB, so the fields split unambiguously).
  *
  * Segments are opened O_APPEND ("a"/"ax"): after a failed write is cut off
  * with ftruncate, the next write lands at the new end, not after a hole.
@@ -31,11 +33,40 @@ export type Labels = Readonly<Record<string, string>>;
 
 export interface SpoolEntry {
   /** Nanoseconds since the epoch, decimal. */
-  ts: string;
-  labels: Labels;
-  line: string;
+  readonly ts: string;
+  readonly labels: Labels;
+  readonly line: string;
   /** Loki structured metadata. */
-  meta?: Record<string, string> | undefined;
+  readonly meta?: Record<string, string> | undefined;
+}
+
+/**
+ * An entry read back from the spool. It keeps the JSON text of its labels,
+ * line and metadata as stored, so a push body is built from them without
+ * parsing and re-serialising every line; the parsed values are made only
+ * when asked for (a 400 to resolve, a dead letter).
+ */
+export class StoredEntry implements SpoolEntry {
+  #labels: Labels | undefined;
+  #line: string | undefined;
+  #meta: Record<string, string> | undefined | null;
+
+  constructor(readonly ts: string, readonly labelsJson: string, readonly lineJson: string, readonly metaJson: string) {}
+
+  get labels(): Labels {
+    this.#labels ??= JSON.parse(this.labelsJson) as Labels;
+    return this.#labels;
+  }
+
+  get line(): string {
+    this.#line ??= JSON.parse(this.lineJson) as string;
+    return this.#line;
+  }
+
+  get meta(): Record<string, string> | undefined {
+    if (this.#meta === undefined) this.#meta = this.metaJson === '' ? null : (JSON.parse(this.metaJson) as Record<string, string>);
+    return this.#meta ?? undefined;
+  }
 }
 
 /** 0: debug class (dropped first), 1: info class, 2: warn/error (never dropped by the byte cap). */
@@ -47,7 +78,7 @@ export interface Position {
 }
 
 export interface SpoolBatch {
-  entries: SpoolEntry[];
+  entries: StoredEntry[];
   /** Raw bytes of the records (a close estimate of the JSON push size). */
   bytes: number;
   end: Position;
@@ -152,7 +183,7 @@ export class Spool {
     this.pending.push({ buf, level });
     this.pendingBytes += buf.length;
     if (this.stored === 0 && this.headTs === null) this.headTs = undefined;
-    if (this.pendingBytes >= FLUSH_AT) this.flush();
+    if (this.pendingBytes >= FLUSH_AT || this.afterClose) this.flush();
     else if (!this.flushScheduled) {
       this.flushScheduled = true;
       queueMicrotask(() => this.flush());
@@ -216,7 +247,7 @@ export class Spool {
   /** Reads the oldest unsent records, from the cursor, without consuming them. */
   peek(maxLines: number, maxBytes: number): SpoolBatch {
     this.flush();
-    const entries: SpoolEntry[] = [];
+    const entries: StoredEntry[] = [];
     let bytes = 0;
     let pos: Position = { ...this.cursor };
     while (entries.length < maxLines && bytes < maxBytes) {
@@ -303,37 +334,48 @@ export class Spool {
   /** Nanosecond timestamp of the oldest unsent entry, or null when the spool is empty. */
   oldestTs(): string | null {
     if (this.headTs !== undefined) return this.headTs;
-    if (this.closed) return null;
+    if (this.closed || this.afterClose) return null;
     const batch = this.peek(1, 1);
     this.headTs = batch.entries[0]?.ts ?? null;
     return this.headTs;
   }
 
+  /**
+   * Flushes, fsyncs and stops the timers. Appends after close() are still
+   * accepted, each written at once (so lines logged by later shutdown hooks
+   * are on disk for the next start); release() lets go of the files.
+   */
   close(): void {
+    if (this.closed || this.afterClose) return;
+    this.flush();
+    this.sync();
+    this.afterClose = true;
+    if (this.syncTimer) this.options.clock.clearTimeout(this.syncTimer);
+    this.writeCursor();
+    if (this.readFd >= 0) {
+      closeSync(this.readFd);
+      this.readFd = -1;
+      this.readSeq = -1;
+    }
+  }
+
+  /** Closes the files and the lock; appends are refused afterwards. */
+  release(): void {
     if (this.closed) return;
+    if (!this.afterClose) this.close();
     this.flush();
     this.sync();
     this.closed = true;
-    if (this.syncTimer) this.options.clock.clearTimeout(this.syncTimer);
-    this.writeCursor();
-    for (const fd of [this.activeFd, this.readFd]) {
-      if (fd >= 0) {
-        try {
-          closeSync(fd);
-        } catch {
-          /* already closed */
-        }
-      }
-    }
+    if (this.activeFd >= 0) closeSync(this.activeFd);
     this.activeFd = -1;
-    this.readFd = -1;
-    this.readSeq = -1;
     try {
       unlinkSync(join(this.options.dir, 'lock'));
     } catch {
       /* gone already */
     }
   }
+
+  private afterClose = false;
 
   // --- internals -------------------------------------------------------
 
@@ -343,8 +385,8 @@ export class Spool {
       labels = JSON.stringify(entry.labels);
       this.labelJson.set(entry.labels, labels);
     }
-    const meta = entry.meta && Object.keys(entry.meta).length > 0 ? `,"m":${JSON.stringify(entry.meta)}` : '';
-    const json = `{"t":"${entry.ts}","s":${labels},"l":${JSON.stringify(entry.line)}${meta}}`;
+    const meta = entry.meta && Object.keys(entry.meta).length > 0 ? JSON.stringify(entry.meta) : '';
+    const json = `${entry.ts}\t${labels}\t${JSON.stringify(entry.line)}\t${meta}`;
     const len = Buffer.byteLength(json);
     const buf = Buffer.allocUnsafe(HEADER + len);
     buf.write(json, HEADER, 'utf8');
@@ -355,15 +397,15 @@ export class Spool {
     return buf;
   }
 
-  private decode(buf: Buffer, at: number, len: number): SpoolEntry | undefined {
+  private decode(buf: Buffer, at: number, len: number): StoredEntry | undefined {
     const payload = buf.subarray(at + HEADER, at + HEADER + len);
     if (crc32(payload) !== buf.readUInt32LE(at + 6)) return undefined;
-    try {
-      const raw = JSON.parse(payload.toString('utf8')) as { t: string; s: Record<string, string>; l: string; m?: Record<string, string> };
-      return { ts: raw.t, labels: raw.s, line: raw.l, meta: raw.m };
-    } catch {
-      return undefined;
-    }
+    const text = payload.toString('utf8');
+    const a = text.indexOf('\t');
+    const b = a < 0 ? -1 : text.indexOf('\t', a + 1);
+    const c = b < 0 ? -1 : text.indexOf('\t', b + 1);
+    if (c < 0) return undefined;
+    return new StoredEntry(text.slice(0, a), text.slice(a + 1, b), text.slice(b + 1, c), text.slice(c + 1));
   }
 
   /** Next offset >= from where a record with a valid CRC starts (or `end`). */

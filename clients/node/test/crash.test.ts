@@ -88,6 +88,19 @@ describe('shutdown', () => {
     cleanup();
   });
 
+  it('lines logged after shutdown (later shutdown hooks) are written to disk and sent at the next start', async () => {
+    const { dir, cleanup } = tempDir();
+    up.handler = () => ({ status: 204 });
+    const { t } = makeTransport(up, dir, { instance: 'sd-3', batchWaitMs: 0 });
+    await t.shutdown(1000);
+    t.append({ level: 'info', line: 'logged by onApplicationShutdown' });
+    const next = makeTransport(up, dir, { instance: 'sd-3', batchWaitMs: 0 }).t;
+    assert.equal(await next.flush(5000), true);
+    assert.deepEqual(appEntries(up, 'sd-3').map((e) => e.line), ['logged by onApplicationShutdown']);
+    await next.shutdown(1000);
+    cleanup();
+  });
+
   it('with a healthy upstream: drains the spool before its deadline without waiting for fuller batches', async () => {
     const { dir, cleanup } = tempDir();
     up.handler = () => ({ status: 204 });

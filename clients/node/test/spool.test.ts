@@ -122,9 +122,11 @@ describe('disk spool', () => {
       for (let i = 0; i < count; i += 1) if (spool.append(entry(n++, `${level} ${line}`), prio, level) === 'ok') ok += 1;
       return ok;
     };
-    assert.equal(fill('info', 1, 400), 400); // about half the cap
-    assert.ok(fill('debug', 0, 200) < 200, 'debug refused above 70 %');
-    assert.ok(fill('info', 1, 300) < 300, 'info refused above 90 %');
+    while (spool.bytes < 120_000) assert.equal(fill('info', 1, 1), 1); // 60 % of the cap
+    assert.ok(fill('debug', 0, 1000) < 1000, 'debug refused above 70 %');
+    assert.ok(spool.bytes <= 140_000);
+    assert.ok(fill('info', 1, 1000) < 1000, 'info refused above 90 %');
+    assert.ok(spool.bytes <= 180_000 && spool.bytes > 170_000);
     assert.equal(fill('warn', 2, 300), 300, 'warn always admitted');
     assert.equal(fill('error', 2, 300), 300, 'error always admitted');
     assert.ok((drops['spool_full/debug'] ?? 0) > 0);
@@ -144,6 +146,9 @@ describe('disk spool', () => {
     const { spool } = open(dir);
     assert.equal(readFileSync(join(dir, 'lock'), 'utf8').trim(), String(process.pid));
     spool.close();
+    assert.equal(spool.append(entry(1), 1, 'info'), 'ok', 'appends after close are still written');
+    spool.release();
+    assert.equal(spool.append(entry(2), 1, 'info'), 'closed');
     assert.equal(existsSync(join(dir, 'lock')), false);
     cleanup();
   });
