@@ -16,8 +16,8 @@ const M = Number(outageText);
 const base = `http://127.0.0.1:${port}`;
 const TOKEN = 'bench-token-not-a-secret-000000000000000000';
 
-async function count(): Promise<{ lines: number; distinct: number; requests: number }> {
-  return (await (await fetch(`${base}/_count`)).json()) as { lines: number; distinct: number; requests: number };
+async function count(): Promise<{ lines: number; distinct: number; requests: number; maxBody: number }> {
+  return (await (await fetch(`${base}/_count`)).json()) as { lines: number; distinct: number; requests: number; maxBody: number };
 }
 const control = async (what: 'up' | 'down'): Promise<void> => {
   await fetch(`${base}/_${what}`, { method: 'POST' });
@@ -103,7 +103,8 @@ async function main(): Promise<void> {
     replayPerSec: Math.round(replayed / (replayMs / 1000)),
     replayed,
     replayFinished: replayTook !== undefined,
-    requestsDuringOutageAndReplay: after.requests - atUp.requests,
+    replayRequests: after.requests - atUp.requests,
+    maxBodyBytes: after.maxBody,
   };
   process.stdout.write(`${JSON.stringify(out)}\n`);
   if (ours) await ours.shutdown(2000);

@@ -11,10 +11,11 @@ import { gunzipSync } from 'node:zlib';
 let down = false;
 let lines = 0;
 let requests = 0;
+let maxBody = 0;
 const distinct = new Set<string>();
 const server = http.createServer((req, res) => {
   if (req.url === '/_count') {
-    res.end(JSON.stringify({ lines, requests, distinct: distinct.size }));
+    res.end(JSON.stringify({ lines, requests, distinct: distinct.size, maxBody }));
     return;
   }
   if (req.url === '/_down' || req.url === '/_up') {
@@ -32,6 +33,7 @@ const server = http.createServer((req, res) => {
       return;
     }
     const raw = Buffer.concat(chunks);
+    maxBody = Math.max(maxBody, raw.length);
     const text = req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw).toString() : raw.toString();
     const body = JSON.parse(text) as { streams: { values: [string, string][] }[] };
     for (const s of body.streams) {
