@@ -112,7 +112,10 @@ export class BrowserRelay {
         line = Buffer.from(line).subarray(0, this.o.maxLineBytes).toString('utf8');
         meta.truncated = '1';
       }
-      const result = this.transport.append({ level: e.level, line, ts, meta, override: { service } });
+      // Browser input is untrusted: for the byte cap its lines are at most info class,
+      // so a flood of "error" lines cannot push the spool past its cap.
+      const priority = Math.min(this.transport.options.levelPriority[e.level] ?? 1, 1) as 0 | 1;
+      const result = this.transport.append({ level: e.level, line, ts, meta, override: { service }, priority });
       if (result === 'ok') accepted += 1;
       else dropped += 1;
     }
@@ -130,9 +133,9 @@ export class BrowserRelay {
   /** Reads, size-checks and parses a raw request, then `accept`s it. */
   async handleRaw(req: IncomingMessage, preParsed?: unknown): Promise<RelayReply> {
     const client = req.socket?.remoteAddress ?? 'unknown';
-    if (preParsed !== undefined && preParsed !== null && typeof preParsed === 'object' && !Buffer.isBuffer(preParsed) && Object.keys(preParsed).length > 0) {
-      return this.accept(preParsed, client);
-    }
+    const preParsedObject = preParsed !== undefined && preParsed !== null && typeof preParsed === 'object' && !Buffer.isBuffer(preParsed);
+    // A framework's body parser already read the stream: use what it made of it.
+    if (preParsedObject && (Object.keys(preParsed).length > 0 || req.readableEnded)) return this.accept(preParsed, client);
     const type = String(req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
     if (type !== 'application/json' && type !== 'text/plain') return reply(415, { error: 'Content-Type must be application/json' });
     let raw: Buffer;

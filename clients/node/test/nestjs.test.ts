@@ -77,6 +77,8 @@ describe('NestJS module (a real Nest app on express)', () => {
     assert.deepEqual(await r.json(), { accepted: 1, dropped: 0, duplicate: false });
     const bad = await fetch(`${base}/logs/relay`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ v: 9 }) });
     assert.equal(bad.status, 400);
+    const empty = await fetch(`${base}/logs/relay`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}', signal: AbortSignal.timeout(3000) });
+    assert.equal(empty.status, 400, 'an empty object the parser already read is answered, not waited for');
     assert.equal(await transport.flush(5000), true);
     assert.ok(up.entries().some((e) => e.line === 'from the browser' && e.labels.service === 'pos-frontend'));
   });

@@ -165,6 +165,21 @@ describe('relay limits', () => {
     assert.equal(t.snapshot().relayRefused, 1);
     (t as unknown as { spool: { diskFailedUntil: number } }).spool.diskFailedUntil = 0;
     await t.shutdown(1000);
+    // Relayed "error" lines count as info class for the byte cap.
+    const d2 = tempDir();
+    const t2 = makeTransport(up, d2.dir, { instance: 'relay-3', spoolMaxBytes: 20_000, startupJitterMs: 600_000 }).t;
+    const r2 = new BrowserRelay(t2, { ratePerSecond: 0 });
+    let dropped = 0;
+    for (let n = 0; n < 20; n += 1) {
+      const res = r2.accept({ v: 1, session: 'sess-flood001', batch: n, sentAt: Date.now(), entries: Array.from({ length: 10 }, (_, i) => ({ ts: String(BigInt(Date.now()) * 1_000_000n + BigInt(i)), level: 'error', line: 'e'.repeat(200) })) }, 'x');
+      dropped += Number(res.body.dropped ?? 0);
+    }
+    assert.ok(dropped > 0, 'the cap refused relayed error lines');
+    assert.ok(t2.snapshot().spoolBytes <= 20_000);
+    assert.equal(t2.append({ level: 'error', line: 'the backend own error' }), 'ok', "the backend's own errors still get in");
+    await t2.shutdown(0);
+    d2.cleanup();
+    await t.shutdown(1000);
     await up.close();
     d.cleanup();
   });
