@@ -2,6 +2,9 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { BrowserRelay, createRelayHandler } from '../src/relay';
 import { TestUpstream, appEntries } from './helpers/upstream';
@@ -145,7 +148,7 @@ describe('relay route (plain Node handler)', () => {
 });
 
 describe('relay limits', () => {
-  it('rate-limits per client (429 + Retry-After) and answers 503 + Retry-After while the spool fails closed', async () => {
+  it('rate-limits per client (429 + Retry-After), answers 503 + Retry-After on a full disk, counts relayed lines as info class', async () => {
     const up = await new TestUpstream().start();
     const d = tempDir();
     const { t } = makeTransport(up, d.dir, { instance: 'relay-2' });
@@ -158,12 +161,35 @@ describe('relay limits', () => {
     assert.equal(limited.headers['Retry-After'], '2');
     assert.equal(relay.accept(body(3), 'b', 1000).status, 200, 'another client has its own budget');
     assert.equal(relay.accept(body(4), 'a', 3000).status, 200, 'refilled');
-    (t as unknown as { spool: { diskFailedUntil: number } }).spool.diskFailedUntil = Date.now() + 60_000;
-    const full = relay.accept(body(5), 'c', 5000);
-    assert.equal(full.status, 503);
-    assert.equal(full.headers['Retry-After'], '30');
-    assert.equal(t.snapshot().relayRefused, 1);
-    (t as unknown as { spool: { diskFailedUntil: number } }).spool.diskFailedUntil = 0;
+    await t.shutdown(1000);
+    // A real full disk (1 MiB tmpfs): the spool fails closed, the relay answers 503 + Retry-After.
+    const mnt = join(d.dir, 'tiny');
+    mkdirSync(mnt);
+    let mounted = false;
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt], { stdio: 'pipe' });
+      mounted = true;
+    } catch (err) {
+      console.log(`SKIP: relay 503 on a full disk: cannot mount a 1 MiB tmpfs (needs root): ${(err as Error).message.split('\n')[0]}`);
+    }
+    if (mounted) {
+      try {
+        const tf = makeTransport(up, join(mnt, 'spool'), { instance: 'relay-full', startupJitterMs: 600_000, spoolMaxBytes: 64 * 1024 * 1024, diskRetryMs: 60_000 }).t;
+        const rf = new BrowserRelay(tf, { ratePerSecond: 0 });
+        let status = 200;
+        for (let n = 0; n < 200 && status === 200; n += 1) {
+          status = rf.accept({ v: 1, session: 'sess-full0001', batch: n, sentAt: Date.now(), entries: Array.from({ length: 20 }, (_, i) => ({ ts: String(BigInt(Date.now()) * 1_000_000n + BigInt(i)), level: 'warn', line: 'f'.repeat(2000) })) }, 'c').status;
+        }
+        assert.equal(status, 503, 'the disk filled up');
+        const full = rf.accept(body(5), 'c', 5000);
+        assert.equal(full.status, 503);
+        assert.equal(full.headers['Retry-After'], '30');
+        assert.ok(tf.snapshot().relayRefused > 0);
+        await tf.shutdown(0);
+      } finally {
+        execFileSync('umount', ['-l', mnt]);
+      }
+    }
     await t.shutdown(1000);
     // Relayed "error" lines count as info class for the byte cap.
     const d2 = tempDir();
