@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Summarises an `ansible-playbook --check --diff` run made with the
-ansible.posix.json callback, for molecule/check_mode/verify.yml.
+ansible.posix.json callback, for molecule/default/verify-check-mode.yml.
 
     check_summary.py RUN.json [PATH...] < secrets.json
 
