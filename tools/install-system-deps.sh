@@ -6,7 +6,9 @@ set -euo pipefail
 # has no DNS of its own).
 packages=(podman runc debootstrap containernetworking-plugins
   golang-github-containernetworking-plugin-dnsname uidmap slirp4netns
-  fuse-overlayfs python3-venv wrk openssl curl)
+  fuse-overlayfs python3-venv wrk openssl curl
+  # The browser logger's tests drive Debian's Chromium with playwright-core.
+  chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
