@@ -19,7 +19,7 @@ export CONTAINERS_CONF := $(CURDIR)/.config/containers/containers.conf
 export ANSIBLE_CONFIG  := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help deps apt venv image lint pytest molecule test deploy verify destroy-local bench loadtest bench-load bench-edge
+.PHONY: help deps apt venv image lint pytest molecule test docs deploy verify destroy-local bench loadtest bench-load bench-edge
 
 help:  ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -87,3 +87,6 @@ bench-load: venv  ## Load-test the local deployment through its edge (BENCH_ARGS
 
 bench-edge: venv image  ## Push route req/s with store auth vs without, in one run (figures, not pass/fail)
 	tools/bench-edge.sh
+
+docs: venv  ## Write the variable table of every role README from its argument specs and defaults
+	$(BIN)/python tools/gen_role_docs.py

@@ -22,9 +22,9 @@ def root() -> Path:
     return ROOT
 
 
-def run_playbook_failures(playbook: Path, inventory: Path, timeout: int, *args: str, **env: str):
+def run_playbook_json(playbook: Path, inventory: Path, timeout: int, *args: str, **env: str):
     """Runs ansible-playbook with the JSON callback (one run, many hosts) and
-    returns (stats per host, first failure message per host as JSON text)."""
+    returns its parsed output."""
     run_env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
                    ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_PYTHON_INTERPRETER=sys.executable,
                    ANSIBLE_FORKS="20", **env)
@@ -32,7 +32,13 @@ def run_playbook_failures(playbook: Path, inventory: Path, timeout: int, *args: 
         [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory), str(playbook), *args],
         capture_output=True, text=True, cwd=ROOT, env=run_env, timeout=timeout,
     )
-    result = json.loads(proc.stdout[proc.stdout.index("{"):])
+    return json.loads(proc.stdout[proc.stdout.index("{"):])
+
+
+def run_playbook_failures(playbook: Path, inventory: Path, timeout: int, *args: str, **env: str):
+    """Runs ansible-playbook with the JSON callback (one run, many hosts) and
+    returns (stats per host, first failure message per host as JSON text)."""
+    result = run_playbook_json(playbook, inventory, timeout, *args, **env)
     failures = {}
     for play in result["plays"]:
         for task in play["tasks"]:

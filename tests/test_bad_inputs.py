@@ -2,7 +2,10 @@
 argument specs and preflight asserts, in ONE playbook run: each case is a host
 (connection local) carrying its bad variables. Each host must fail in the
 preflight play, with a message naming the variable; a control host with the
-defaults must pass. The play only reads (facts, df), so the run changes nothing.
+defaults must pass. A case with `role` (an internal role, which site.yml does
+not validate up front) runs through that role's preflight entry point in a
+second play instead, next to a control host with valid input for it. The
+plays only read (facts, df), so the run changes nothing.
 """
 import json
 import re
@@ -13,6 +16,25 @@ import yaml
 from conftest import ROOT, run_playbook_failures
 
 CASES = yaml.safe_load((ROOT / "tests" / "bad_inputs" / "cases.yml").read_text())
+# Valid input of the internal roles, for their control hosts.
+INTERNAL_VALID = {
+    "artifact": {"artifact_name": "svc", "artifact_binaries": ["svc"], "artifact_method": "package",
+                 "artifact_package": "prometheus", "artifact_flags_file": "/etc/default/prometheus",
+                 "artifact_args": ["--web.listen-address=127.0.0.1:9090"], "artifact_notify": ["Restart svc"]},
+}
+INTERNAL_PLAYBOOK = """
+- name: Validate the site's input
+  ansible.builtin.import_playbook: {preflight}
+
+- name: Run the internal roles' preflight
+  hosts: internal
+  gather_facts: false
+  tasks:
+    - name: Run the role's preflight
+      ansible.builtin.include_role:
+        name: "{{{{ bad_input_role }}}}"
+        tasks_from: preflight
+"""
 
 
 def test_case_ids_are_unique():
@@ -24,24 +46,37 @@ def test_case_ids_are_unique():
 def preflight_results(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bad_inputs")
     hosts = {"control_valid": {"ansible_connection": "local"}}
+    internal = {f"control_valid_{role}": {"ansible_connection": "local", "bad_input_role": role, **valid}
+                for role, valid in INTERNAL_VALID.items()}
     for case in CASES:
-        hosts[case["id"]] = {"ansible_connection": "local", **case["vars"]}
+        if "role" in case:
+            internal[case["id"]] = {"ansible_connection": "local", "bad_input_role": case["role"], **case["vars"]}
+        else:
+            hosts[case["id"]] = {"ansible_connection": "local", **case["vars"]}
     # Loose group-level thresholds let the control host pass on a small CI
     # disk; the cases' host vars override them.
-    inventory = {"all": {"children": {"obs_central": {
-        "hosts": hosts, "vars": {"common_min_free_disk_gb": 0, "common_min_memory_mb": 0}}}}}
+    inventory = {"all": {"children": {
+        "obs_central": {"hosts": hosts, "vars": {"common_min_free_disk_gb": 0, "common_min_memory_mb": 0}},
+        "internal": {"hosts": internal}}}}
 
     inv = tmp / "inventory.yml"
     inv.write_text(yaml.safe_dump(inventory))
+    playbook = tmp / "preflight.yml"
+    playbook.write_text(INTERNAL_PLAYBOOK.format(preflight=ROOT / "playbooks" / "preflight.yml"))
     (tmp / ".vault-pass").write_text("test-only-vault-password\n")
-    return run_playbook_failures(ROOT / "playbooks" / "preflight.yml", inv, 1800, "--check",
+    return run_playbook_failures(playbook, inv, 1800, "--check",
                                  ANSIBLE_VAULT_PASSWORD_FILE=str(tmp / ".vault-pass"))
 
 
-def test_control_host_with_valid_input_passes(preflight_results):
+@pytest.mark.parametrize("host", ["control_valid"] + [f"control_valid_{r}" for r in INTERNAL_VALID])
+def test_control_host_with_valid_input_passes(preflight_results, host):
     stats, failures = preflight_results
-    assert "control_valid" not in failures, failures.get("control_valid")
-    assert stats["control_valid"]["failures"] == 0
+    assert host not in failures, failures.get(host)
+    assert stats[host]["failures"] == 0
+
+
+def test_every_internal_case_names_a_role_with_a_control_host():
+    assert {c["role"] for c in CASES if "role" in c} <= set(INTERNAL_VALID)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])

@@ -45,12 +45,19 @@ def test_configure_goes_through_the_gate(role):
     includes = gate_includes(role)
     assert len(includes) == 1, f"{role}/tasks/configure.yml must include config_gate once"
     v = includes[0]["vars"]
-    assert v["config_gate_service"], role
-    # Resolved by a set_fact in the role: obs_* is not visible inside the nested include.
-    assert v["config_gate_health_url"] == "{{ %s_health_url }}" % role, role
+    # The unit and the health endpoint are the registry's (roles/obs), which
+    # config_gate sees through its obs dependency: no per-role copy of them.
+    assert v["config_gate_service"] == "{{ obs_registry.%s.unit }}" % role, role
+    assert v["config_gate_health_url"] == "{{ obs_registry.%s.health_url }}" % role, role
+    assert v["config_gate_name"] == role, role
     facts = [t["ansible.builtin.set_fact"] for t in flat(tasks(role, "configure")) if "ansible.builtin.set_fact" in t]
-    assert any(f"{role}_health_url" in f for f in facts), role
+    assert not any("health_url" in str(f) for f in facts), f"{role}: a health URL shim is back"
     assert v.get("config_gate_apply", "reloaded") in ("reloaded", "restarted")
+
+
+def test_the_gate_sees_the_stack_facts():
+    meta = load_yaml(ROOT / "roles" / "config_gate" / "meta" / "main.yml")
+    assert {"role": "obs"} in meta["dependencies"]
 
 
 @pytest.mark.parametrize("role", GATED)
@@ -75,6 +82,15 @@ def test_notifying_config_files_keep_a_backup_and_reach_the_gate(role):
     assert handlers, role
     for phase in ("install", "configure"):
         for t in flat(tasks(role, phase)):
+            include = t.get("ansible.builtin.include_role") or {}
+            if include.get("name") == "artifact":
+                # The flags file and the unit are written by roles/artifact.
+                assert "artifact_unit_file" in inputs, f"{role}: artifact's unit is not passed to config_gate"
+                if t["vars"].get("artifact_flags_file"):
+                    assert "artifact_flags_written" in inputs, f"{role}: artifact's flags file is not passed to config_gate"
+                assert set([t["vars"]["artifact_notify"]] if isinstance(t["vars"]["artifact_notify"], str)
+                           else t["vars"]["artifact_notify"]) <= handlers, role
+                continue
             module = next((m for m in FILE_MODULES if m in t), None)
             notify = t.get("notify") or []
             notify = [notify] if isinstance(notify, str) else notify

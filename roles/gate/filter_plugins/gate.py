@@ -21,7 +21,7 @@ def _check(check_id, item, check, status, detail):
 
 
 def _by_component(results):
-    """Registered loop results (loop over gate_services | dict2items) by component."""
+    """Registered loop results (loop over gate_components | dict2items) by component."""
     return {r["item"]["key"]: r for r in results or [] if isinstance(r.get("item"), dict) and "key" in r["item"]}
 
 
@@ -67,6 +67,7 @@ def _json(result):
 def gate_server_checks(d):
     components = d["components"]
     skips = d.get("skips") or {}
+    disabled_reasons = d.get("disabled_reasons") or {}
     units = d["units"]
     health = _by_component(d.get("health"))
     validate = _by_component(d.get("validate"))
@@ -75,7 +76,7 @@ def gate_server_checks(d):
     for name in d["services"]:
         unit = units.get(name, {})
         if not components.get(name):
-            reason = "disabled in obs_components" + (f": {skips[name]}" if name in skips else "")
+            reason = "disabled in obs_components" + (f": {disabled_reasons[name]}" if name in disabled_reasons else "")
             checks.append(_check(f"config-{name}", "P0-1", f"{name} config validates", SKIP, reason))
             checks.append(_check(f"health-{name}", "P1-1", f"{name} is healthy", SKIP, reason))
             continue
