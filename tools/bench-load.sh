@@ -19,8 +19,8 @@
 #                   push route (Loki not deployed: obs_components.loki false):
 #                   every push would get 401 and the figures would mean nothing.
 #                   Loki deployed but down: runs, and the 502s are the finding.
-#   test            opt-in, only where Loki does NOT run (no Loki binary on this
-#                   machine, FACTS.md): measures the real edge (TLS, per-store
+#   test            opt-in, only where Loki does NOT run (no Loki binary on the
+#                   machine, docs/testing.md): measures the real edge (TLS, per-store
 #                   basic auth, push rate limit, proxying) in front of a TEST
 #                   STAND-IN that is not Loki. It redeploys only the nginx role
 #                   (--tags nginx) with obs_components.loki true, so the edge
@@ -199,7 +199,7 @@ banner() {
   TLS, per-store basic auth, $limit, proxying,
   in front of $upstream_src on 127.0.0.1:3100, which answers 204 and stores
   nothing. No log reached Loki; there is no zero-loss check. Loki's own
-  ingestion was NOT measured (no Loki binary on this machine, FACTS.md).
+  ingestion was NOT measured (no Loki binary on this machine, docs/testing.md).
 ==============================================================================
 EOF
 }
