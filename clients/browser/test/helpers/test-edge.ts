@@ -84,6 +84,8 @@ export interface TestEdgeOptions {
   rate?: number;
   burst?: number;
   retryAfterSeconds?: number;
+  /** "user:password" of the admin route GET /loki/api/v1/query_range (a stand-in: the kept lines holding the query's `|= "..."` text). */
+  admin?: string;
 }
 
 export class TestEdge {
@@ -172,6 +174,17 @@ export class TestEdge {
     const arrived = Date.now();
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      if (url.pathname === '/loki/api/v1/query_range' && req.method === 'GET' && this.o.admin) {
+        const given = Buffer.from(String(req.headers.authorization ?? '').replace(/^Basic /, ''), 'base64').toString();
+        if (given !== this.o.admin) {
+          res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="obs admin"' }).end('401 Authorization Required (test edge)');
+          return;
+        }
+        const needle = /\|= "([^"]*)"/.exec(url.searchParams.get('query') ?? '')?.[1] ?? '';
+        const values = this.order.filter((e) => e.line.includes(needle)).map((e) => [e.ts, e.line]);
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ status: 'success', data: { resultType: 'streams', result: [{ stream: {}, values }] } }));
+        return;
+      }
       if (url.pathname !== '/loki/api/v1/push') {
         res.writeHead(404, { 'Content-Type': 'text/plain' }).end('404 Not Found (test edge)');
         return;

@@ -8,3 +8,13 @@ export interface TestWindow {
   ready: boolean;
   [k: string]: unknown;
 }
+
+/** The spool lab page's globals. */
+export interface LabWindow {
+  lab: {
+    IdbSpool: typeof import('../../src/idb-spool.js').IdbSpool;
+    MemorySpool: typeof import('../../src/memory-spool.js').MemorySpool;
+    mk: (level: Api.Level, i: number, session?: string) => import('../../src/entry.js').LogEntry;
+  };
+  ready: boolean;
+}

@@ -1,0 +1,94 @@
+import 'reflect-metadata';
+import { createRequire } from 'node:module';
+import { mkdtempSync, rmSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Module } from '@nestjs/common';
+import type { INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { LokiTransport } from '@obs/loki-transport';
+import { LOKI_TRANSPORT, LokiTransportModule } from '@obs/loki-transport/nestjs';
+import type { TestUpstream as TestUpstreamType } from '../../../node/dist/test/helpers/upstream.js';
+import { serveStatic } from './static.js';
+
+/** A made-up test credential of the backend's store bundle (not a secret). */
+const TOKEN = 'test-token-not-a-secret-0123456789abcdefghijkl';
+
+export interface RelayRequest {
+  contentEncoding: string | undefined;
+  contentType: string | undefined;
+  bytes: number;
+}
+
+export interface RelayApp {
+  /** http://127.0.0.1:<port>: the store backend, and the origin of the POS page (same origin, no CORS). */
+  url: string;
+  transport: LokiTransport;
+  /** The transport's own test upstream, standing in for the edge behind the backend. */
+  upstream: TestUpstreamType;
+  /** Requests the relay route got. */
+  relayed: RelayRequest[];
+  close(): Promise<void>;
+}
+
+/** The transport's test upstream (clients/node's test helper, compiled by its build). */
+async function loadTestUpstream(): Promise<typeof TestUpstreamType> {
+  const require = createRequire(import.meta.url);
+  const root = dirname(dirname(dirname(require.resolve('@obs/loki-transport'))));
+  const mod = (await import(pathToFileURL(join(root, 'dist', 'test', 'helpers', 'upstream.js')).href)) as { TestUpstream: typeof TestUpstreamType };
+  return mod.TestUpstream;
+}
+
+/**
+ * The store backend of the relay tests: a real NestJS (express) app with
+ * `LokiTransportModule.forRoot` of @obs/loki-transport (its relay route
+ * POST /logs/relay, its disk spool), pushing to the transport's test upstream.
+ * It also serves the POS test pages, so the page and the relay share an origin.
+ */
+export async function startRelayApp(): Promise<RelayApp> {
+  const TestUpstream = await loadTestUpstream();
+  const upstream = await new TestUpstream().start();
+  const spoolDir = mkdtempSync(join(tmpdir(), 'pos-logger-relay-'));
+  class AppModule {}
+  Module({
+    imports: [
+      LokiTransportModule.forRoot({
+        bundle: { storeId: 'S001', storeName: 'Store 001', lokiUrl: `http://127.0.0.1:${upstream.port}`, pushUrl: upstream.url, username: 'S001', password: TOKEN },
+        service: 'pos-backend', environment: 'test', instance: 'relay-test-1', spoolDir,
+        startupJitterMs: 0, batchWaitMs: 20, heartbeatIntervalMs: 0, backoffBaseMs: 20, backoffMaxMs: 200, onError: () => undefined,
+      }),
+    ],
+  })(AppModule);
+  const app: INestApplication = await NestFactory.create(AppModule, { logger: false });
+  const relayed: RelayRequest[] = [];
+  app.use((req: IncomingMessage, res: ServerResponse, next: () => void) => {
+    if (req.method === 'POST' && req.url?.startsWith('/logs/relay')) {
+      relayed.push({
+        contentEncoding: typeof req.headers['content-encoding'] === 'string' ? req.headers['content-encoding'] : undefined,
+        contentType: req.headers['content-type'],
+        bytes: Number(req.headers['content-length'] ?? 0),
+      });
+      next();
+      return;
+    }
+    void serveStatic(req, res).then((done) => {
+      if (!done) next();
+    });
+  });
+  await app.listen(0, '127.0.0.1');
+  const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
+  const transport = app.get<LokiTransport>(LOKI_TRANSPORT);
+  return {
+    url,
+    transport,
+    upstream,
+    relayed,
+    close: async () => {
+      await app.close();
+      await upstream.close();
+      rmSync(spoolDir, { recursive: true, force: true });
+    },
+  };
+}
