@@ -502,3 +502,16 @@ def test_tls_with_ca_file_and_resolve(tmp_path, capsys):
         assert re.search(r"tls_error: .*certificate", out), out
     finally:
         up.stop()
+
+
+def test_cli_fails_a_run_whose_batches_were_skipped_at_the_cap(upstream, capsys, monkeypatch):
+    # The server answers slower than the schedule: with a cap of 2 batches in
+    # flight, most scheduled batches are never sent. Every sent batch is
+    # accepted, yet the run must not pass: the load asked for was not offered.
+    monkeypatch.delenv("OBS_ADMIN_PASSWORD", raising=False)
+    upstream.delay = 0.3
+    args = ["--url", upstream.url, "--store", f"S001:{TOKENS['S001']}", "--warmup", "0:0", "--sustained", "40:0.5",
+            "--spike", "0:0", "--concurrency", "2", "--verify", "off", "--quiet"]
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"result: FAIL - \d+ scheduled batches not sent: concurrency cap 2 reached", out), out

@@ -1,7 +1,7 @@
 """Command line: ``python -m obs_loadtest`` (with ``tools/`` on PYTHONPATH).
 
-Exit status: 0 when the run passes (batches accepted, none dropped, zero-loss
-check passed or skipped), 1 when it fails, 2 on bad usage or unreadable
+Exit status: 0 when the run passes (batches accepted, none dropped, none
+skipped at the concurrency cap, zero-loss check passed or skipped), 1 when it fails, 2 on bad usage or unreadable
 credentials.
 """
 from __future__ import annotations

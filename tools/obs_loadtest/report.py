@@ -42,9 +42,13 @@ def build_report(run, zero_loss: dict, query_url: str | None) -> dict:
         failures.append(f"{totals['dropped_batches']} batches dropped ({totals['dropped_lines']} lines)")
     if zero_loss["status"] in ("fail", "error"):
         failures.append(f"zero-loss check {zero_loss['status']}: {zero_loss['reason']}")
+    # A batch the schedule asked for but never sent is load not offered: the
+    # phase's rate and latency figures would describe a lighter run than the
+    # one requested, so the run cannot pass.
     if totals["skipped_at_cap"]:
-        warnings.append(f"{totals['skipped_at_cap']} scheduled batches not started: concurrency cap "
-                        f"{cfg.concurrency} reached (offered rate below target)")
+        failures.append(f"{totals['skipped_at_cap']} scheduled batches not sent: concurrency cap "
+                        f"{cfg.concurrency} reached, the offered rate fell below the target "
+                        "(the server answered too slowly; --concurrency raises the cap)")
     if zero_loss["status"] == "skip":
         warnings.append(f"zero-loss check skipped: {zero_loss['reason']}")
     push_urls = sorted({s.base_url + PUSH_PATH for s in cfg.stores})
