@@ -54,8 +54,9 @@ export class Flusher {
   private scheduled = false;
   /** This tab's entries not yet confirmed written (queued or in the write transaction): no other tab can have sent them. */
   private readonly unconfirmed = new Map<string, LogEntry>();
-  /** Keys in this page's unload rescue record whose write is not yet confirmed. */
+  /** What this page's unload rescue record waits for: entry writes and batch records not yet confirmed. */
   private rescued = new Set<string>();
+  private readonly rescuedBatches = new Map<string, PendingBatch>();
   /** Entry keys and batch keys in a request right now (this page). */
   private readonly inflight = new Set<string>();
   private readonly inflightBatches = new Set<string>();
@@ -147,14 +148,14 @@ export class Flusher {
     for (const e of entries) this.noteKnown(e);
     spool.append(entries, pendings).then(
       (r) => {
-        this.confirmed(entries);
+        this.confirmed(entries, pendings);
         for (const k of r.refused) this.dropKnown(k);
         if (entries.length === 0) return;
         if (this.leader) this.wakeForSize();
         else this.channel?.post({ t: 'appended', n: entries.length, b: entries.reduce((n, e) => n + e.b, 0) });
       },
       (err: unknown) => {
-        this.confirmed(entries);
+        this.confirmed(entries, pendings);
         this.stats.quotaDropped += entries.length;
         this.stats.lastError = String(err);
         for (const e of entries) this.dropKnown(e.k);
@@ -163,14 +164,13 @@ export class Flusher {
     );
   }
 
-  private confirmed(entries: readonly LogEntry[]): void {
+  private confirmed(entries: readonly LogEntry[], pendings: readonly PendingBatch[]): void {
     for (const e of entries) {
       this.unconfirmed.delete(e.k);
       this.rescued.delete(e.k);
     }
-    if (this.rescued.size === 0 && this.rescue) {
-      this.rescue.clear(this.cfg.session);
-    }
+    for (const p of pendings) this.rescuedBatches.delete(p.key);
+    if (this.rescue && this.rescued.size === 0 && this.rescuedBatches.size === 0) this.rescue.clear(this.cfg.session);
   }
 
   countDrop(reason: DropReason, level: Level): void {
@@ -497,10 +497,13 @@ export class Flusher {
       }
     }
     const fresh = batches.filter((b) => !this.failed.has(b.p.key)).map((b) => b.p);
-    // The writes not yet confirmed may be aborted with the page: keep them (and these batches' identities) in the rescue too.
-    if (this.rescue && this.unconfirmed.size > 0) {
+    // The writes not yet confirmed, and the one about to record these batches, may be aborted with the page:
+    // keep the lines and the batches' identities in the rescue too (the next load resends them as the same batches).
+    // A second hide (pagehide after visibilitychange) rewrites the record: it keeps the earlier batches not yet recorded.
+    for (const p of fresh) this.rescuedBatches.set(p.key, p);
+    if (this.rescue && (this.unconfirmed.size > 0 || this.rescuedBatches.size > 0)) {
       const list = [...this.unconfirmed.values()].sort(byKey);
-      if (this.rescue.save(this.cfg.session, list, fresh)) this.rescued = new Set(list.map((e) => e.k));
+      if (this.rescue.save(this.cfg.session, list, [...this.rescuedBatches.values()])) this.rescued = new Set(list.map((e) => e.k));
     }
     if (queued.length > 0 || fresh.length > 0) {
       if (this.spool) this.write(this.spool, queued, fresh);

@@ -22,7 +22,10 @@ describe('direct target: CORS in a real browser', () => {
     f.edge.reset();
     await inContext(f.launched.browser, 'cors-allowed', async (ctx) => {
       const { page } = await openPage(ctx, ALLOWED, directConfig());
-      await logLines(page, 'allowed', 200);
+      for (let chunk = 0; chunk < 4; chunk += 1) {
+        await logLines(page, 'allowed', 50, chunk * 50);
+        await new Promise((r) => setTimeout(r, 120));
+      }
       const flushed = await page.evaluate(() => (window as unknown as TestWindow).logger.flush(10_000));
       assert.equal(flushed, true);
       const got = seqs(f.edge.lines(), 'allowed');
@@ -31,6 +34,7 @@ describe('direct target: CORS in a real browser', () => {
       const posts = f.edge.requests.filter((r) => r.method === 'POST');
       assert.ok(posts.every((r) => r.origin === ALLOWED && r.status === 204));
       assert.ok(f.edge.preflights >= 1, 'Authorization forces a CORS preflight');
+      assert.ok(f.edge.preflights < posts.length || posts.length === 1, `the preflight is cached (Access-Control-Max-Age): ${f.edge.preflights} preflights for ${posts.length} pushes`);
       const e = f.edge.entries()[7];
       assert.ok(e);
       assert.deepEqual(e.labels, { service: 'pos-frontend', store: 'S001', environment: 'test' });

@@ -20,6 +20,11 @@ export interface RelayRequest {
   contentEncoding: string | undefined;
   contentType: string | undefined;
   bytes: number;
+  /** The batch's identity and size, and the relay's answer. */
+  key: string;
+  entries: number;
+  status: number;
+  duplicate: boolean;
 }
 
 export interface RelayApp {
@@ -65,11 +70,23 @@ export async function startRelayApp(): Promise<RelayApp> {
   const relayed: RelayRequest[] = [];
   app.use((req: IncomingMessage, res: ServerResponse, next: () => void) => {
     if (req.method === 'POST' && req.url?.startsWith('/logs/relay')) {
-      relayed.push({
+      const r: RelayRequest = {
         contentEncoding: typeof req.headers['content-encoding'] === 'string' ? req.headers['content-encoding'] : undefined,
         contentType: req.headers['content-type'],
         bytes: Number(req.headers['content-length'] ?? 0),
-      });
+        key: '', entries: 0, status: 0, duplicate: false,
+      };
+      relayed.push(r);
+      const body = (): { session?: string; batch?: number; entries?: unknown[] } | undefined => (req as IncomingMessage & { body?: { session?: string; batch?: number; entries?: unknown[] } }).body;
+      const end = res.end.bind(res) as (chunk?: unknown) => ServerResponse;
+      (res as { end: (chunk?: unknown) => ServerResponse }).end = (chunk?: unknown) => {
+        const b = body();
+        r.key = `${b?.session ?? '?'}:${b?.batch ?? '?'}`;
+        r.entries = b?.entries?.length ?? 0;
+        r.status = res.statusCode;
+        r.duplicate = typeof chunk === 'string' && chunk.includes('"duplicate":true');
+        return end(chunk);
+      };
       next();
       return;
     }
