@@ -14,7 +14,7 @@ import re
 import pytest
 import yaml
 
-from conftest import ROOT, run_playbook_failures
+from conftest import ROOT, failures_of, render_templates
 
 # Obviously fake test values.
 SECRETS = {"grafana_admin_password": "test-only-admin-pw-1",
@@ -51,43 +51,22 @@ INVALID = {
     "grafana_anonymous_on": ({"grafana_ini": {"auth.anonymous": {"enabled": True}}}, r"auth.anonymous.enabled"),
 }
 
-PLAYBOOK = """
-- name: Render the loki and grafana templates with the roles' variables
-  hosts: all
-  gather_facts: false
-  tasks:
-    - name: Load and check the loki role's variables
-      ansible.builtin.include_role: {name: loki, tasks_from: preflight, public: true}
-    - name: Load and check the grafana role's variables
-      ansible.builtin.include_role: {name: grafana, tasks_from: preflight, public: true}
-    - name: Create the output directory
-      ansible.builtin.file: {path: "{{ out_dir }}/{{ inventory_hostname }}", state: directory, mode: "0755"}
-    - name: Render
-      ansible.builtin.template:
-        src: "{{ roles_dir }}/{{ item.role }}/templates/{{ item.src }}"
-        dest: "{{ out_dir }}/{{ inventory_hostname }}/{{ item.src | regex_replace('\\\\.j2$', '') }}"
-        mode: "0600"
-      loop:
-        - {role: loki, src: config.yml.j2}
-        - {role: loki, src: rules.yml.j2}
-        - {role: grafana, src: grafana.ini.j2}
-        - {role: grafana, src: grafana.sources.j2}
-        - {role: grafana, src: datasources.yml.j2}
-        - {role: grafana, src: dashboards.yml.j2}
-"""
+TEMPLATES = [
+    {"role": "loki", "src": "config.yml.j2"},
+    {"role": "loki", "src": "rules.yml.j2"},
+    {"role": "grafana", "src": "grafana.ini.j2"},
+    {"role": "grafana", "src": "grafana.sources.j2"},
+    {"role": "grafana", "src": "datasources.yml.j2"},
+    {"role": "grafana", "src": "dashboards.yml.j2"},
+]
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("logs_render")
-    hosts = {name: {"ansible_connection": "local", **SECRETS, **hv} for name, hv in VALID.items()}
-    hosts.update({name: {"ansible_connection": "local", **SECRETS, **hv} for name, (hv, _) in INVALID.items()})
-    inventory = {"all": {"hosts": hosts, "vars": {"out_dir": str(tmp / "out"), "roles_dir": str(ROOT / "roles")}}}
-    (tmp / "inventory.yml").write_text(yaml.safe_dump(inventory))
-    (tmp / "render.yml").write_text(PLAYBOOK)
-    _, failures = run_playbook_failures(tmp / "render.yml", tmp / "inventory.yml", 600,
-                                        ANSIBLE_ROLES_PATH=str(ROOT / "roles"))
-    return tmp / "out", failures
+    hosts = {name: {**SECRETS, **hv} for name, hv in VALID.items()}
+    hosts.update({name: {**SECRETS, **hv} for name, (hv, _) in INVALID.items()})
+    out, result = render_templates(tmp_path_factory.mktemp("logs_render"), ["loki", "grafana"], TEMPLATES, hosts)
+    return out, failures_of(result)
 
 
 def load(rendered, host, name):

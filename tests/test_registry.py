@@ -12,7 +12,7 @@ import re
 import pytest
 import yaml
 
-from conftest import ROOT, run_playbook_json
+from conftest import failures_of, render_templates
 
 CASES = {
     "packages": {},
@@ -26,35 +26,18 @@ CASES = {
 PACKAGE_UNITS = {"prometheus": "prometheus", "alertmanager": "prometheus-alertmanager",
                  "node_exporter": "prometheus-node-exporter", "loki": "loki", "grafana": "grafana-server", "nginx": "nginx"}
 
-PLAYBOOK = """
-- name: Render what the roles take from the registry
-  hosts: all
-  gather_facts: false
-  tasks:
-    - name: Create the output directory
-      ansible.builtin.file: {path: "{{ out_dir }}/{{ inventory_hostname }}", state: directory, mode: "0755"}
-    - name: Load the gate's variables
-      ansible.builtin.include_role: {name: gate, tasks_from: preflight, public: true}
+TEMPLATES = [
+    {"role": "backup", "src": "config.json.j2"},
+    {"role": "prometheus", "src": "prometheus.yml.j2"},
+    {"role": "nginx", "src": "nginx.conf.j2"},
+]
+# What the gate checks per component, and the summary site.yml prints last.
+EXTRA_TASKS = """
     - name: Write the gate's component table
       ansible.builtin.copy:
         content: "{{ gate_components | to_json }}"
         dest: "{{ out_dir }}/{{ inventory_hostname }}/gate.json"
         mode: "0600"
-    - name: Load the backup role's variables
-      ansible.builtin.include_role: {name: backup, tasks_from: preflight, public: true}
-    - name: Load the prometheus role's variables
-      ansible.builtin.include_role: {name: prometheus, tasks_from: preflight, public: true}
-    - name: Load the nginx role's variables
-      ansible.builtin.include_role: {name: nginx, tasks_from: preflight, public: true}
-    - name: Render
-      ansible.builtin.template:
-        src: "{{ roles_dir }}/{{ item.role }}/templates/{{ item.src }}"
-        dest: "{{ out_dir }}/{{ inventory_hostname }}/{{ item.src | regex_replace('\\\\.j2$', '') }}"
-        mode: "0600"
-      loop:
-        - {role: backup, src: config.json.j2}
-        - {role: prometheus, src: prometheus.yml.j2}
-        - {role: nginx, src: nginx.conf.j2}
     - name: Print the deploy summary
       ansible.builtin.include_role: {name: obs, tasks_from: summary}
 """
@@ -62,21 +45,12 @@ PLAYBOOK = """
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("registry")
-    hosts = {name: {"ansible_connection": "local", **hv} for name, hv in CASES.items()}
-    inventory = {"all": {"hosts": hosts, "vars": {"out_dir": str(tmp / "out"), "roles_dir": str(ROOT / "roles")}}}
-    (tmp / "inventory.yml").write_text(yaml.safe_dump(inventory))
-    (tmp / "render.yml").write_text(PLAYBOOK)
-    result = run_playbook_json(tmp / "render.yml", tmp / "inventory.yml", 600, ANSIBLE_ROLES_PATH=str(ROOT / "roles"))
-    failures, summaries = {}, {}
-    for play in result["plays"]:
-        for task in play["tasks"]:
-            for host, res in task["hosts"].items():
-                if res.get("failed"):
-                    failures.setdefault(host, res.get("msg", res))
-                if task["task"]["name"].endswith("Print the endpoints of the deployed components"):
-                    summaries[host] = res.get("msg")
-    return tmp / "out", failures, summaries
+    out, result = render_templates(tmp_path_factory.mktemp("registry"), ["gate", "backup", "prometheus", "nginx"],
+                                   TEMPLATES, CASES, EXTRA_TASKS)
+    summaries = {host: res.get("msg") for play in result["plays"] for task in play["tasks"]
+                 if task["task"]["name"].endswith("Print the endpoints of the deployed components")
+                 for host, res in task["hosts"].items()}
+    return out, {h: json.loads(m) for h, m in failures_of(result).items()}, summaries
 
 
 def read(rendered, host, name):
