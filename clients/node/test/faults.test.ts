@@ -81,11 +81,15 @@ describe('faults on a fake clock', () => {
     });
     for (let i = 0; i < 50; i += 1) t.append({ level: 'info', line: `b${i}` });
     const states: string[] = ['closed'];
-    t.on('breaker', (_from: string, to: string) => states.push(to));
+    // The open time is the transition's (fake) time: drive() notices it up to a step later.
+    let openedAt = -1;
+    t.on('breaker', (_from: string, to: string) => {
+      states.push(to);
+      if (to === 'open' && openedAt < 0) openedAt = clock.now();
+    });
     const watch = (): void => undefined;
     assert.ok(await drive(clock, () => (watch(), t.snapshot().breakerState === 'open'), 5000, 10));
     assert.equal(log.length, 3);
-    const openedAt = clock.now();
     // Open: nothing is sent for openMs; lines still land in the spool.
     for (let i = 0; i < 20; i += 1) t.append({ level: 'info', line: `during-open-${i}` });
     assert.ok(await drive(clock, () => (watch(), log.length > 3), 20_000, 100));
