@@ -151,4 +151,18 @@ describe('direct target: CORS in a real browser', () => {
       f.edge.exposeRetryAfter = true;
     }
   });
+
+  it('gzip in the direct target is refused by the edge\'s preflight (Content-Encoding is not an allowed header): why the default is off', async () => {
+    f.edge.reset();
+    await inContext(f.launched.browser, 'cors-gzip', async (ctx) => {
+      const { page, log } = await openPage(ctx, ALLOWED, directConfig({ gzip: true, backoffBaseMs: 5000 }));
+      await logLines(page, 'gzip', 20);
+      assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(1500)), false);
+      const refusal = log.console.find((m) => m.includes('blocked by CORS policy'));
+      assert.match(refusal ?? '', /Request header field content-encoding is not allowed by Access-Control-Allow-Headers in preflight response/);
+      assert.equal(f.edge.requests.filter((r) => r.method === 'POST').length, 0);
+      const s = await page.evaluate(() => (window as unknown as TestWindow).logger.stats());
+      assert.equal(s.spool.entries, 20, 'kept');
+    });
+  });
 });
