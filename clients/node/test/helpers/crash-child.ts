@@ -1,7 +1,8 @@
 /**
  * Child process for the kill -9 test: logs `count` lines in chunks through a
  * transport pointed at the parent's test upstream, printing how many are
- * logged (each count is printed only after the log calls returned), and then
+ * logged (each count is printed once the turn of its log calls has ended, i.e. after the
+ * spool's end-of-turn write), and then
  * keeps running until killed.
  */
 import { LokiTransport } from '../../src/transport';
@@ -17,7 +18,10 @@ const t = new LokiTransport({
 let i = 0;
 const chunk = (): void => {
   for (let k = 0; k < 100 && i < count; k += 1, i += 1) t.append({ level: 'info', line: `crash ${i}` });
-  process.stdout.write(`logged ${i}\n`);
+  // The spool writes a turn's records when the turn ends (a microtask): report the count after that,
+  // or a SIGKILL between the report and the write loses the chunk the parent was told about.
+  const n = i;
+  setImmediate(() => process.stdout.write(`logged ${n}\n`));
   if (i < count) setTimeout(chunk, 5);
 };
 chunk();
