@@ -15,6 +15,11 @@ export interface FlusherConfig {
   waitMs: number;
   keepaliveMaxBytes: number;
   gzip: boolean;
+  /**
+   * Cross-origin (direct): a CORS preflight that does not allow Content-Encoding makes a gzip'd request fail with
+   * no response; then the same batch goes once uncompressed, and if that one gets an answer gzip is off for the page.
+   */
+  gzipFallback: boolean;
   timings: RetryTimings;
   authRetryMs: number;
   /** This page's session: the identity of the batches it makes. */
@@ -84,6 +89,8 @@ export class Flusher {
   private closed = false;
   private authReported = false;
   private errorReported = false;
+  /** gzip towards the target: unknown until a gzip'd request is answered (ok); probe: the next attempt goes uncompressed; off: refused. */
+  private gzipState: 'unknown' | 'ok' | 'probe' | 'off' = 'unknown';
   private sleepTimer: ReturnType<typeof setTimeout> | undefined;
   private sleepUntil = Infinity;
   private sleepResolve: (() => void) | undefined;
@@ -344,16 +351,42 @@ export class Flusher {
       this.stats.keepaliveRequests += 1;
       this.keepaliveBytes += size;
     }
+    const gzip = this.cfg.gzip && size >= GZIP_MIN_BYTES && this.gzipState !== 'probe' && this.gzipState !== 'off';
+    if (gzip) this.stats.gzipRequests += 1;
     let res: SendResult;
     try {
-      res = await this.sender.send(enc.body, { keepalive, gzip: this.cfg.gzip && size >= GZIP_MIN_BYTES });
+      res = await this.sender.send(enc.body, { keepalive, gzip });
     } finally {
       if (keepalive) this.keepaliveBytes -= size;
     }
     // A keepalive request can fail on the browser's budget (shared with other tabs): the retry goes without.
     if (keepalive && res.status === null) this.noKeepalive.add(p.key);
     else if (res.status !== null) this.noKeepalive.delete(p.key);
-    await this.settle(batch, res, keepalive);
+    if (this.cfg.gzip && this.cfg.gzipFallback) this.noteGzip(gzip, res);
+    await this.settle(batch, res, keepalive, gzip);
+  }
+
+  /**
+   * What a request says about gzip towards a cross-origin target. A preflight refusing Content-Encoding looks to the
+   * page like a network error (status null, at once), so: a gzip'd request with no response before gzip was ever
+   * answered makes the next attempt (the same batch: failed batches go first) uncompressed; an answer to that one
+   * turns gzip off for this page load. If it gets no answer either, the network is down: gzip is tried again. (A wrong
+   * guess, an outage ending between the two attempts, only costs compression for this page load.)
+   */
+  private noteGzip(gzip: boolean, res: SendResult): void {
+    if (gzip) {
+      if (res.status !== null) this.gzipState = 'ok';
+      else if (!res.timedOut && this.gzipState === 'unknown') this.gzipState = 'probe';
+      return;
+    }
+    if (this.gzipState !== 'probe') return;
+    if (res.status === null) {
+      this.gzipState = 'unknown';
+      return;
+    }
+    this.gzipState = 'off';
+    this.stats.gzipRefused = true;
+    console.warn(`pos-logger: ${this.cfg.url} took no gzip'd request (its CORS preflight does not allow Content-Encoding): sending uncompressed`);
   }
 
   private setPause(reason: TabStats['pauseReason'], until: number): void {
@@ -361,7 +394,7 @@ export class Flusher {
     this.stats.pausedUntil = until;
   }
 
-  private async settle(b: Batch, res: SendResult, keepalive: boolean): Promise<void> {
+  private async settle(b: Batch, res: SendResult, keepalive: boolean, gzip: boolean): Promise<void> {
     const now = this.now();
     const n = b.entries.length;
     const o = classify(res, n, now);
@@ -427,7 +460,7 @@ export class Flusher {
       if (o.kind === 'retry' || o.kind === 'rate' || o.kind === 'pause') this.failed.set(b.p.key, b);
       else this.failed.delete(b.p.key);
     }
-    const event: DeliveryEvent = { status: res.status, outcome: o.kind, retryAfter: res.retryAfter, waitMs, entries: n, keepalive };
+    const event: DeliveryEvent = { status: res.status, outcome: o.kind, retryAfter: res.retryAfter, waitMs, entries: n, keepalive, gzip };
     if (res.error !== undefined) event.error = res.error;
     if (o.kind === 'ok' && o.duplicate) event.duplicate = true;
     try {
@@ -519,7 +552,7 @@ export class Flusher {
         .then(async (res) => {
           this.keepaliveBytes -= body.length;
           await this.spoolReady;
-          await this.settle(b, res, true);
+          await this.settle(b, res, true, false);
         })
         .catch(() => undefined);
     });

@@ -61,6 +61,7 @@ export class PosLogger {
         waitMs: o.batchWaitMs,
         keepaliveMaxBytes: o.keepaliveMaxBytes,
         gzip: o.gzip,
+        gzipFallback: o.target === 'direct',
         timings: { backoffBaseMs: o.backoffBaseMs, backoffMaxMs: o.backoffMaxMs, retryAfterMaxMs: o.retryAfterMaxMs, rateLimitFallbackMs: o.rateLimitFallbackMs },
         authRetryMs: o.authRetryMs,
         session: this.session,

@@ -51,7 +51,11 @@ export interface PosLoggerOptions {
   dbName?: string;
   /** Bytes of keepalive requests in flight at once (the browser allows 64 KiB per page). Default 60000. */
   keepaliveMaxBytes?: number;
-  /** gzip bodies of 1 KiB and more with CompressionStream. Default: true for the relay (when the browser has it), false for direct (the edge's CORS does not allow a Content-Encoding header). */
+  /**
+   * gzip bodies of 1 KiB and more with CompressionStream (when the browser has it). Default true, for both targets:
+   * the edge's preflight allows Content-Encoding. Direct: should a preflight refuse it (an older edge), the batch is
+   * resent uncompressed and gzip stays off for the page load (`stats().gzipRefused`).
+   */
   gzip?: boolean;
   /** A request without an answer by then is aborted and retried. Default 15000. */
   requestTimeoutMs?: number;
@@ -145,7 +149,7 @@ export function resolveOptions(o: PosLoggerOptions, canGzip: boolean, base64: (s
   if (batchMaxBytes < maxLineBytes * 1.5 + 1024) throw new TypeError('pos-logger: batchMaxBytes must leave room for one line of maxLineBytes (1.5 x + 1024)');
   const keepaliveMaxBytes = num('keepaliveMaxBytes', o.keepaliveMaxBytes, 60000, 0);
   if (keepaliveMaxBytes > 65536) throw new TypeError('pos-logger: keepaliveMaxBytes must be at most 65536 (the browser\'s keepalive budget)');
-  const gzip = (o.gzip ?? target === 'relay') && canGzip;
+  const gzip = (o.gzip ?? true) && canGzip;
   return {
     target,
     url,

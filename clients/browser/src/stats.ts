@@ -16,6 +16,8 @@ export interface DeliveryEvent {
   error?: string;
   /** The relay had this batch already. */
   duplicate?: boolean;
+  /** The body went gzip'd (Content-Encoding: gzip). */
+  gzip: boolean;
 }
 
 /** This tab's counters (since the logger was made). */
@@ -44,6 +46,10 @@ export interface TabStats {
   duplicates: number;
   /** Entries lost because IndexedDB refused a write (quota). */
   quotaDropped: number;
+  /** Requests sent gzip'd. */
+  gzipRequests: number;
+  /** The direct target's preflight refused Content-Encoding (a gzip'd push got no response, the same batch uncompressed got one): the page sends uncompressed. */
+  gzipRefused: boolean;
   lastStatus: number | null | undefined;
   lastRetryAfter: string | null;
   lastError: string | undefined;
@@ -74,6 +80,8 @@ export function newTabStats(): TabStats {
     relayDropped: 0,
     duplicates: 0,
     quotaDropped: 0,
+    gzipRequests: 0,
+    gzipRefused: false,
     lastStatus: undefined,
     lastRetryAfter: null,
     lastError: undefined,

@@ -152,17 +152,54 @@ describe('direct target: CORS in a real browser', () => {
     }
   });
 
-  it('gzip in the direct target is refused by the edge\'s preflight (Content-Encoding is not an allowed header): why the default is off', async () => {
+  it('gzip in the direct target (the default): bodies of 1 KiB and more go gzip\'d through the edge\'s preflight (Content-Encoding allowed), one preflight for plain and gzip\'d pushes', async () => {
     f.edge.reset();
     await inContext(f.launched.browser, 'cors-gzip', async (ctx) => {
-      const { page, log } = await openPage(ctx, ALLOWED, directConfig({ gzip: true, backoffBaseMs: 5000 }));
-      await logLines(page, 'gzip', 20);
-      assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(1500)), false);
-      const refusal = log.console.find((m) => m.includes('blocked by CORS policy'));
-      assert.match(refusal ?? '', /Request header field content-encoding is not allowed by Access-Control-Allow-Headers in preflight response/);
-      assert.equal(f.edge.requests.filter((r) => r.method === 'POST').length, 0);
+      const { page } = await openPage(ctx, ALLOWED, directConfig());
+      await logLines(page, 'gzip', 1);
+      assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(5000)), true);
+      await logLines(page, 'gzip', 60, 1);
+      assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(5000)), true);
+      const posts = f.edge.requests.filter((r) => r.method === 'POST');
+      const gz = posts.filter((r) => r.contentEncoding === 'gzip');
+      console.log(`# cors-gzip: ${posts.length} pushes, ${gz.length} gzip'd (${gz.map((r) => r.bytes).join(', ')} bytes), ${f.edge.preflights} preflight(s); delivered ${new Set(seqs(f.edge.lines(), 'gzip')).size}/61`);
+      assert.equal(posts[0]?.contentEncoding, undefined, 'a body under 1 KiB goes as it is');
+      assert.ok(gz.length >= 1 && gz.every((r) => r.status === 204));
+      assert.equal(f.edge.preflights, 1, 'the one preflight (Authorization) allowed Content-Encoding too: cached for the gzip\'d pushes');
+      assert.deepEqual(seqs(f.edge.lines(), 'gzip'), Array.from({ length: 61 }, (_, i) => i));
       const s = await page.evaluate(() => (window as unknown as TestWindow).logger.stats());
-      assert.equal(s.spool.entries, 20, 'kept');
+      assert.equal(s.gzipRequests, gz.length);
+      assert.equal(s.gzipRefused, false);
+      const d = await page.evaluate(() => (window as unknown as TestWindow).deliveries);
+      assert.deepEqual(d.map((e) => e.gzip), posts.map((r) => r.contentEncoding === 'gzip'));
     });
+  });
+
+  it('an edge whose preflight does not allow Content-Encoding (an older one): the browser blocks the gzip\'d push, the same batch goes uncompressed and arrives, gzip stays off for the page; nothing lost', async () => {
+    f.edge.reset();
+    f.edge.allowHeaders = 'Authorization, Content-Type';
+    try {
+      await inContext(f.launched.browser, 'cors-gzip-refused', async (ctx) => {
+        const { page, log } = await openPage(ctx, ALLOWED, directConfig());
+        await logLines(page, 'refused', 20);
+        assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(8000)), true);
+        const refusal = log.console.find((m) => m.includes('blocked by CORS policy'));
+        assert.match(refusal ?? '', /Request header field content-encoding is not allowed by Access-Control-Allow-Headers in preflight response/);
+        const d = await page.evaluate(() => (window as unknown as TestWindow).deliveries);
+        assert.deepEqual(d.slice(0, 2).map((e) => [e.status, e.gzip]), [[null, true], [204, false]]);
+        assert.ok(log.console.some((m) => m.includes('sending uncompressed')), 'reported on the console');
+        await logLines(page, 'refused', 20, 20);
+        assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(8000)), true);
+        const posts = f.edge.requests.filter((r) => r.method === 'POST');
+        assert.ok(posts.length >= 2 && posts.every((r) => r.contentEncoding === undefined), 'no gzip\'d push ever got through the preflight');
+        assert.deepEqual(seqs(f.edge.lines(), 'refused'), Array.from({ length: 40 }, (_, i) => i));
+        const s = await page.evaluate(() => (window as unknown as TestWindow).logger.stats());
+        assert.equal(s.gzipRefused, true);
+        assert.equal(s.gzipRequests, 1);
+        console.log(`# cors-gzip-refused: 1 gzip'd push blocked by the preflight, then ${posts.length} uncompressed; delivered ${new Set(seqs(f.edge.lines(), 'refused')).size}/40`);
+      });
+    } finally {
+      f.edge.allowHeaders = undefined;
+    }
   });
 });

@@ -9,7 +9,7 @@ import { Module } from '@nestjs/common';
 import type { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { LokiTransport } from '@obs/loki-transport';
-import { LOKI_TRANSPORT, LokiTransportModule } from '@obs/loki-transport/nestjs';
+import { LOKI_TRANSPORT, type LokiModuleOptions, LokiTransportModule } from '@obs/loki-transport/nestjs';
 import type { TestUpstream as TestUpstreamType } from '../../../node/dist/test/helpers/upstream.js';
 import { serveStatic } from './static.js';
 
@@ -27,15 +27,20 @@ export interface RelayRequest {
   duplicate: boolean;
 }
 
-export interface RelayApp {
+/** A store backend: a real NestJS app with @obs/loki-transport's module, also serving the POS test pages. */
+export interface Backend {
   /** http://127.0.0.1:<port>: the store backend, and the origin of the POS page (same origin, no CORS). */
   url: string;
   transport: LokiTransport;
-  /** The transport's own test upstream, standing in for the edge behind the backend. */
-  upstream: TestUpstreamType;
   /** Requests the relay route got. */
   relayed: RelayRequest[];
+  /** Shuts the app down through NestJS's lifecycle (beforeApplicationShutdown: the transport's shutdown), then removes the spool. */
   close(): Promise<void>;
+}
+
+export interface RelayApp extends Backend {
+  /** The transport's own test upstream, standing in for the edge behind the backend. */
+  upstream: TestUpstreamType;
 }
 
 /** The transport's test upstream (clients/node's test helper, compiled by its build). */
@@ -47,26 +52,22 @@ async function loadTestUpstream(): Promise<typeof TestUpstreamType> {
 }
 
 /**
- * The store backend of the relay tests: a real NestJS (express) app with
- * `LokiTransportModule.forRoot` of @obs/loki-transport (its relay route
- * POST /logs/relay, its disk spool), pushing to the transport's test upstream.
- * It also serves the POS test pages, so the page and the relay share an origin.
+ * The store backend: a real NestJS (express) app with
+ * `LokiTransportModule.forRoot(options)` of @obs/loki-transport (its relay
+ * route POST /logs/relay, its disk spool in `options.spoolDir`, removed on
+ * close). It also serves the POS test pages, so the page and the relay share
+ * an origin.
  */
-export async function startRelayApp(): Promise<RelayApp> {
-  const TestUpstream = await loadTestUpstream();
-  const upstream = await new TestUpstream().start();
-  const spoolDir = mkdtempSync(join(tmpdir(), 'pos-logger-relay-'));
+export async function startBackend(options: LokiModuleOptions & { spoolDir: string }): Promise<Backend> {
   class AppModule {}
-  Module({
-    imports: [
-      LokiTransportModule.forRoot({
-        bundle: { storeId: 'S001', storeName: 'Store 001', lokiUrl: `http://127.0.0.1:${upstream.port}`, pushUrl: upstream.url, username: 'S001', password: TOKEN },
-        service: 'pos-backend', environment: 'test', instance: 'relay-test-1', spoolDir,
-        startupJitterMs: 0, batchWaitMs: 20, heartbeatIntervalMs: 0, backoffBaseMs: 20, backoffMaxMs: 200, onError: () => undefined,
-      }),
-    ],
-  })(AppModule);
-  const app: INestApplication = await NestFactory.create(AppModule, { logger: false });
+  Module({ imports: [LokiTransportModule.forRoot(options)] })(AppModule);
+  let app: INestApplication;
+  try {
+    app = await NestFactory.create(AppModule, { logger: false, forceCloseConnections: true });
+  } catch (err) {
+    rmSync(options.spoolDir, { recursive: true, force: true });
+    throw err;
+  }
   const relayed: RelayRequest[] = [];
   app.use((req: IncomingMessage, res: ServerResponse, next: () => void) => {
     if (req.method === 'POST' && req.url?.startsWith('/logs/relay')) {
@@ -94,18 +95,50 @@ export async function startRelayApp(): Promise<RelayApp> {
       if (!done) next();
     });
   });
-  await app.listen(0, '127.0.0.1');
+  try {
+    await app.listen(0, '127.0.0.1');
+  } catch (err) {
+    await app.close().catch(() => undefined);
+    rmSync(options.spoolDir, { recursive: true, force: true });
+    throw err;
+  }
   const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
   const transport = app.get<LokiTransport>(LOKI_TRANSPORT);
   return {
     url,
     transport,
-    upstream,
     relayed,
     close: async () => {
-      await app.close();
+      try {
+        await app.close();
+      } finally {
+        rmSync(options.spoolDir, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+/** The relay tests' backend: startBackend pushing to the transport's test upstream. */
+export async function startRelayApp(): Promise<RelayApp> {
+  const TestUpstream = await loadTestUpstream();
+  const upstream = await new TestUpstream().start();
+  let backend: Backend;
+  try {
+    backend = await startBackend({
+      bundle: { storeId: 'S001', storeName: 'Store 001', lokiUrl: `http://127.0.0.1:${upstream.port}`, pushUrl: upstream.url, username: 'S001', password: TOKEN },
+      service: 'pos-backend', environment: 'test', instance: 'relay-test-1', spoolDir: mkdtempSync(join(tmpdir(), 'pos-logger-relay-')),
+      startupJitterMs: 0, batchWaitMs: 20, heartbeatIntervalMs: 0, backoffBaseMs: 20, backoffMaxMs: 200, onError: () => undefined,
+    });
+  } catch (err) {
+    await upstream.close();
+    throw err;
+  }
+  return {
+    ...backend,
+    upstream,
+    close: async () => {
+      await backend.close();
       await upstream.close();
-      rmSync(spoolDir, { recursive: true, force: true });
     },
   };
 }

@@ -11,8 +11,9 @@ import { gunzipSync } from 'node:zlib';
  * - `POST /loki/api/v1/push` only; every answer of the route carries the CORS
  *   headers the way nginx adds them (`always`): Access-Control-Allow-Origin
  *   only for an exactly matching allowed origin, Allow-Methods "POST, OPTIONS",
- *   Allow-Headers "Authorization, Content-Type", Max-Age, Vary: Origin, and
- *   (when `exposeRetryAfter`) Access-Control-Expose-Headers: Retry-After;
+ *   Allow-Headers "Authorization, Content-Type, Content-Encoding" (`allowHeaders`
+ *   plays an older edge), Max-Age, Vary: Origin, and (unless `exposeRetryAfter`
+ *   is false) Access-Control-Expose-Headers: Retry-After;
  * - OPTIONS (preflight) is answered 204 before authentication;
  * - the per-store limit (a token bucket, as limit_req, when `rate` is set)
  *   answers 429 + Retry-After; then basic auth: 401 + WWW-Authenticate;
@@ -79,7 +80,10 @@ export interface TestEdgeOptions {
   allowedOrigins: string[];
   /** store id -> token */
   stores: Record<string, string>;
+  /** Access-Control-Expose-Headers: Retry-After (default true, as the edge). */
   exposeRetryAfter?: boolean;
+  /** Access-Control-Allow-Headers (default "Authorization, Content-Type, Content-Encoding", as the edge). */
+  allowHeaders?: string;
   /** Per-credential limit (requests/s) and burst; 0: none. */
   rate?: number;
   burst?: number;
@@ -109,6 +113,11 @@ export class TestEdge {
     this.o.exposeRetryAfter = v;
   }
 
+  /** undefined: the edge's own list. */
+  set allowHeaders(v: string | undefined) {
+    this.o.allowHeaders = v;
+  }
+
   async start(): Promise<this> {
     this.server = https.createServer({ key: this.o.key, cert: this.o.cert }, (req, res) => this.onRequest(req, res));
     this.server.on('connection', (s: Socket) => {
@@ -120,10 +129,13 @@ export class TestEdge {
     return this;
   }
 
-  /** A plain-HTTP view of what was kept (`GET /received` -> {"lines": [...]}), like the transport's edge test upstream. */
+  /**
+   * A plain-HTTP view of what was kept (`GET /received` -> {"lines": [...], "entries": [{labels, line}], "requests": n}):
+   * the lines like the transport's edge test upstream, and each entry's labels.
+   */
   async startView(): Promise<number> {
     this.view = http.createServer((_req, res) => {
-      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ lines: this.lines(), requests: this.requests.length }));
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ lines: this.lines(), entries: this.order.map((e) => ({ labels: e.labels, line: e.line })), requests: this.requests.length }));
     });
     await new Promise<void>((resolve) => this.view?.listen(0, '127.0.0.1', resolve));
     this.viewPort = (this.view.address() as AddressInfo).port;
@@ -158,12 +170,12 @@ export class TestEdge {
   private cors(origin: string | undefined): Record<string, string> {
     const h: Record<string, string> = {
       'Access-Control-Allow-Methods': 'POST, OPTIONS',
-      'Access-Control-Allow-Headers': 'Authorization, Content-Type',
+      'Access-Control-Allow-Headers': this.o.allowHeaders ?? 'Authorization, Content-Type, Content-Encoding',
       'Access-Control-Max-Age': '7200',
       Vary: 'Origin',
     };
     if (origin !== undefined && this.o.allowedOrigins.includes(origin)) h['Access-Control-Allow-Origin'] = origin;
-    if (this.o.exposeRetryAfter) h['Access-Control-Expose-Headers'] = 'Retry-After';
+    if (this.o.exposeRetryAfter !== false) h['Access-Control-Expose-Headers'] = 'Retry-After';
     return h;
   }
 

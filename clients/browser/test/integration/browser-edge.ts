@@ -4,30 +4,47 @@
  * from an allowed and from a disallowed origin (served by this script on
  * 127.0.0.1, HTTPS with a throw-away certificate trusted by SPKI pin, the
  * names mapped by --host-resolver-rules) and pushes with the store's
- * credential straight to the edge's /loki/api/v1/push.
+ * credential straight to the edge's /loki/api/v1/push (direct target).
+ * Then the relay (issue 18's default target): this script starts a real
+ * NestJS app with @obs/loki-transport's module (relay route, a fresh disk
+ * spool), configured from the same bundle, CA and connect address; Chromium
+ * loads the page from that app's own origin (http://127.0.0.1:<port>, same
+ * origin: no CORS, no credential in the page), the page logs, and the
+ * transport pushes the lines to the edge. The app is shut down through
+ * NestJS's lifecycle (app.close(): the transport's beforeApplicationShutdown).
  *
  * Environment:
- *   OBS_EDGE_BUNDLE            the store bundle (<store id>.env: STORE_ID, LOKI_URL, LOKI_PUSH_URL, LOKI_USERNAME, LOKI_PASSWORD), required
+ *   OBS_EDGE_BUNDLE            the store bundle (<store id>.env: STORE_ID, LOKI_URL, LOKI_PUSH_URL, LOKI_USERNAME, LOKI_PASSWORD), required;
+ *                              also the relay backend's bundlePath
  *   OBS_EDGE_CA                PEM of the deployment's CA (the tls role's ca.crt); the edge's certificate is verified
- *                              against it here, then its key is pinned for Chromium. Default: the system's roots
- *   OBS_EDGE_CONNECT           address for the bundle's host name, "host" or "host:port" (Chromium --host-resolver-rules); default: DNS
+ *                              against it here, then its key is pinned for Chromium; the relay backend's caFile. Default: the system's roots
+ *   OBS_EDGE_CONNECT           address for the bundle's host name, "host" or "host:port" (Chromium --host-resolver-rules,
+ *                              the relay backend's connectTo); default: DNS
  *   OBS_EDGE_ALLOWED_ORIGIN    an origin of obs_cors_origins, exactly, e.g. https://pos.test.internal (required)
  *   OBS_EDGE_DENIED_ORIGIN     an origin that is not (default https://denied.test.internal)
  *   OBS_EDGE_QUERY_URL         optional: Loki's query_range through the edge, e.g. https://obs.example/loki/api/v1/query_range
  *   OBS_EDGE_QUERY_USER / OBS_EDGE_QUERY_PASSWORD   its admin credential
- *   OBS_EDGE_RECEIVED_URL      optional: a URL whose body holds the lines a test upstream received (where no Loki runs)
- *   OBS_EDGE_LINES             lines the allowed page logs (default 50)
+ *   OBS_EDGE_RECEIVED_URL      optional: a URL whose body holds the lines a test upstream received (where no Loki runs);
+ *                              a JSON record with entries: [{labels, line}] has the labels checked too
+ *   OBS_EDGE_LINES             lines the allowed page logs, and the relay page (default 50)
  *   OBS_EDGE_BURST             parallel pushes to meet the store's rate limit (default 150; nginx_push_burst is 100)
  *   OBS_EDGE_REQUIRE_RETRY_AFTER  1 (default): the 429 must show Retry-After to the page (Access-Control-Expose-Headers); 0: report it only
- *   OBS_EDGE_TIMEOUT_S         how long delivery and arrival may take (default 60)
+ *   OBS_EDGE_TIMEOUT_S         how long delivery and arrival may take, per check (default 60)
  *   OBS_CHROMIUM               the browser (default /usr/bin/chromium, Debian's)
  *   OBS_BROWSER_REPORTS        where a failing check leaves screenshots and the trace (default <repo>/reports/browser-edge)
  *
+ * Lines are labelled environment="browser-edge-test" (direct: by the page; relay: by the backend's transport).
+ * Arrival: by query (OBS_EDGE_QUERY_URL: the selector names store, service="pos-frontend" and the environment),
+ * else by the upstream's record (OBS_EDGE_RECEIVED_URL; labels checked where the record holds them), else
+ * acknowledged by the edge.
+ *
  * Prints one line per check, then a summary:
- *   PASS cors-allowed delivered 50/50 (by query)
+ *   PASS cors-allowed delivered 50/50 (by query; 1 pushes from https://pos.test.internal, gzip'd 1, answers {"204":1})
  *   PASS cors-denied blocked by the browser: Access to fetch at '...' from origin '...' has been blocked by CORS policy: ...
  *   PASS 401 visible: status 401 read by the page (fetch and the logger)
  *   PASS 429 visible with Retry-After: 1 (41 of 150 pushes answered 429; the logger then delivered 20/20)
+ *   PASS relay delivered 50/50 (page -> NestJS relay -> disk spool -> edge, by query; labels store="S001" service="pos-frontend"; ...)
+ *   browser-edge: 5 checks, 5 passed, 0 failed
  * Exit 0 only when every check passed; 1 when one failed; 2 on a configuration error.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -43,6 +60,7 @@ import type { TestWindow } from '../pages/types.js';
 import { inContext, launch } from '../helpers/browser.js';
 import { openPage, seqs } from '../helpers/fixture.js';
 import { PageServer } from '../helpers/page-server.js';
+import { type Backend, startBackend } from '../helpers/relay-app.js';
 import { makeCert, spkiHash } from '../helpers/tls.js';
 
 const env = process.env;
@@ -122,6 +140,13 @@ interface Check {
   detail: string;
 }
 
+/** Lines found where the checks look, how, and what was seen of their labels. */
+interface Arrival {
+  found: number;
+  how: string;
+  labels: string;
+}
+
 async function main(): Promise<void> {
   const bundlePath = env.OBS_EDGE_BUNDLE ?? configError('OBS_EDGE_BUNDLE (the store bundle file) is required');
   let bundle: ReturnType<typeof loadBundle>;
@@ -177,6 +202,57 @@ async function main(): Promise<void> {
     target: 'direct' as const, pushUrl: bundle.pushUrl, store: bundle.storeId, username: bundle.username, password: bundle.password, environment,
     terminal: 'browser-edge', batchWaitMs: 100, backoffBaseMs: 250, backoffMaxMs: 5000, rateLimitFallbackMs: 2000, authRetryMs: 60_000, console: false, dbName: `obs-pos-logger-edge-${run}`,
   };
+  /**
+   * Waits until the lines "<prefix> seq=<i>" (i < n) are found where the checks look: by query (the selector names
+   * store, service="pos-frontend" and the environment), else in the upstream's record (with each entry's labels when
+   * the record holds them), else takes the edge's acknowledgements.
+   */
+  const arrival = async (prefix: string, n: number, acknowledged: number): Promise<Arrival> => {
+    const end = Date.now() + timeoutMs;
+    if (env.OBS_EDGE_QUERY_URL) {
+      const startNs = `${Date.now() - 10 * 60_000}000000`;
+      let found = 0;
+      for (;;) {
+        const q = new URLSearchParams({ query: `{store="${bundle.storeId}", service="pos-frontend", environment="${environment}"} |= "${prefix} seq="`, start: startNs, end: `${Date.now() + 60_000}000000`, limit: '5000', direction: 'forward' });
+        const body = JSON.parse(await get(`${env.OBS_EDGE_QUERY_URL}?${q.toString()}`, ca, connect, `${env.OBS_EDGE_QUERY_USER ?? ''}:${env.OBS_EDGE_QUERY_PASSWORD ?? ''}`)) as { data: { result: { values: [string, string][] }[] } };
+        found = new Set(seqs(body.data.result.flatMap((r) => r.values.map((v) => v[1])), prefix)).size;
+        if (found >= n || Date.now() > end) break;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      return { found, how: 'by query', labels: `store="${bundle.storeId}" service="pos-frontend" (the query's selector)` };
+    }
+    if (env.OBS_EDGE_RECEIVED_URL) {
+      const escaped = prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      const pattern = new RegExp(`${escaped} seq=(\\d+)`);
+      let found = 0;
+      let labels = '';
+      for (;;) {
+        const text = await get(env.OBS_EDGE_RECEIVED_URL, ca, connect, undefined);
+        let entries: { labels?: Record<string, string>; line?: string }[] | undefined;
+        try {
+          const record = JSON.parse(text) as { entries?: unknown };
+          if (Array.isArray(record.entries)) entries = record.entries as { labels?: Record<string, string>; line?: string }[];
+        } catch {
+          /* any format holding the lines */
+        }
+        if (entries) {
+          const ours = entries.filter((e) => typeof e.line === 'string' && pattern.test(e.line));
+          const right = ours.filter((e) => e.labels?.store === bundle.storeId && e.labels.service === 'pos-frontend');
+          found = new Set(right.map((e) => pattern.exec(e.line ?? '')?.[1])).size;
+          const wrong = ours.length - right.length;
+          labels = wrong === 0 ? `store="${bundle.storeId}" service="pos-frontend" (in the record)` : `${wrong} line(s) in the record with other labels than store="${bundle.storeId}" service="pos-frontend"`;
+        } else {
+          found = new Set([...text.matchAll(new RegExp(pattern.source, 'g'))].map((m) => m[1])).size;
+          labels = `store enforced by the edge; the record holds no labels`;
+        }
+        if (found >= n || Date.now() > end) break;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      return { found, how: "by the upstream's record", labels };
+    }
+    return { found: acknowledged, how: 'acknowledged by the edge (no OBS_EDGE_QUERY_URL or OBS_EDGE_RECEIVED_URL)', labels: 'not checked (acknowledged only)' };
+  };
+
   /** n pushes at once by the page's own fetch (not the logger), each one line: what the page's code sees. */
   const rawPush = (origin: string, password: string, n: number, tag: string) =>
     inContext(b.browser, `browser-edge-${tag}`, async (c) => {
@@ -200,6 +276,69 @@ async function main(): Promise<void> {
       return { out, console: log.console };
     });
 
+  /**
+   * A real NestJS store backend on 127.0.0.1 (plain HTTP: a local origin is a secure context), with
+   * LokiTransportModule.forRoot from the same bundle, CA and connect address and a fresh spool; it serves the test
+   * page too, so the logger's default target (POST /logs/relay, same origin) needs no CORS and no credential.
+   */
+  const relayCheck = async (): Promise<Check> => {
+    const name = 'relay';
+    /** The transport's own reports (onError), each distinct one counted. */
+    const problems = new Map<string, number>();
+    let backend: Backend;
+    try {
+      backend = await startBackend({
+        bundlePath, ...(env.OBS_EDGE_CA ? { caFile: env.OBS_EDGE_CA } : {}), ...(env.OBS_EDGE_CONNECT ? { connectTo: env.OBS_EDGE_CONNECT } : {}),
+        service: 'pos-backend', environment, instance: `browser-edge-relay-${run}`, spoolDir: mkdtempSync(join(tmpdir(), 'pos-logger-browser-edge-relay-')),
+        startupJitterMs: 0, batchWaitMs: 100, heartbeatIntervalMs: 0, backoffBaseMs: 250, backoffMaxMs: 5000, authRetryMs: 5000,
+        onError: (level, message) => {
+          const key = `${level}: ${message}`;
+          if (problems.has(key) || problems.size < 5) problems.set(key, (problems.get(key) ?? 0) + 1);
+        },
+      });
+    } catch (err) {
+      return { name, ok: false, detail: `the NestJS backend did not start: ${(err as Error).message}` };
+    }
+    const prefix = `browser-edge-${run} relay`;
+    let result: Check;
+    try {
+      result = await inContext(b.browser, 'browser-edge-relay', async (ctx) => {
+        const { page } = await openPage(ctx, backend.url, { terminal: 'browser-edge', batchWaitMs: 100, backoffBaseMs: 250, backoffMaxMs: 5000, console: false, dbName: `${config.dbName}-relay` });
+        await page.evaluate(({ n, tag }) => {
+          const w = window as unknown as TestWindow;
+          for (let i = 0; i < n; i += 1) w.logger.info(`${tag} seq=${i}`);
+        }, { n: lines, tag: prefix });
+        const taken = await page.evaluate((t) => (window as unknown as TestWindow).logger.flush(t), timeoutMs);
+        const s = await page.evaluate(() => (window as unknown as TestWindow).logger.stats());
+        const relayed = `${backend.relayed.length} relay request(s) from ${backend.url}, gzip'd ${backend.relayed.filter((r) => r.contentEncoding === 'gzip').length}, answers ${JSON.stringify(s.statuses)}`;
+        if (!taken) return { name, ok: false, detail: `the relay took ${s.sent}/${lines} within ${timeoutMs / 1000} s (${relayed}${s.lastError ? `; ${s.lastError}` : ''})` };
+        const delivered = await backend.transport.flush(timeoutMs);
+        const t = backend.transport.snapshot();
+        const said = problems.size > 0 ? `; the transport said: ${[...problems].map(([m, n]) => (n > 1 ? `${m} (${n} times)` : m)).join(' | ')}` : '';
+        const dropped = Object.fromEntries(Object.entries(t.dropped).filter(([, v]) => v > 0));
+        const pushes = `the transport's pushes ${JSON.stringify(t.requests)}${t.droppedTotal > 0 ? `, dropped ${JSON.stringify(dropped)}` : ''}`;
+        if (!delivered) return { name, ok: false, detail: `the transport did not deliver its spool to the edge within ${timeoutMs / 1000} s (acknowledged ${t.sent}; ${relayed}; ${pushes}${said})` };
+        if (t.droppedTotal > 0) return { name, ok: false, detail: `the edge refused the backend's pushes for good: ${t.droppedTotal} line(s) dead-lettered (acknowledged ${t.sent}; ${relayed}; ${pushes}${said})` };
+        let a: Arrival;
+        try {
+          a = await arrival(prefix, lines, t.sent);
+        } catch (err) {
+          return { name, ok: false, detail: `${t.sent}/${lines} acknowledged by the edge, arrival check failed: ${(err as Error).message}` };
+        }
+        const ok = a.found === lines && s.sent === lines && t.sent >= lines && t.droppedTotal === 0;
+        return { name, ok, detail: `delivered ${a.found}/${lines} (page -> NestJS relay -> disk spool -> edge, ${a.how}; labels ${a.labels}; ${relayed}; ${pushes}${ok ? '' : said})` };
+      });
+    } catch (err) {
+      result = { name, ok: false, detail: (err as Error).message };
+    }
+    try {
+      await backend.close();
+    } catch (err) {
+      result = { name, ok: false, detail: `${result.detail}; the NestJS app did not shut down: ${(err as Error).message}` };
+    }
+    return result;
+  };
+
   try {
     // 1. Allowed origin: the logger pushes directly; its lines arrive.
     await inContext(b.browser, 'browser-edge-cors-allowed', async (ctx) => {
@@ -215,35 +354,17 @@ async function main(): Promise<void> {
         report({ name: 'cors-allowed', ok: false, detail: `delivered ${s.sent}/${lines}: not acknowledged within ${timeoutMs / 1000} s (last answer ${String(s.lastStatus)}${s.lastError ? `, ${s.lastError}` : ''}; answers ${JSON.stringify(s.statuses)})` });
         return;
       }
-      let found = s.sent;
-      let how = 'acknowledged by the edge (no OBS_EDGE_QUERY_URL or OBS_EDGE_RECEIVED_URL)';
-      const prefix = `browser-edge-${run}`;
-      const end = Date.now() + timeoutMs;
+      let a: Arrival;
       try {
-        if (env.OBS_EDGE_QUERY_URL) {
-          const startNs = `${Date.now() - 10 * 60_000}000000`;
-          for (;;) {
-            const q = new URLSearchParams({ query: `{store="${bundle.storeId}", service="pos-frontend", environment="${environment}"} |= "${prefix} seq="`, start: startNs, end: `${Date.now() + 60_000}000000`, limit: '5000', direction: 'forward' });
-            const body = JSON.parse(await get(`${env.OBS_EDGE_QUERY_URL}?${q.toString()}`, ca, connect, `${env.OBS_EDGE_QUERY_USER ?? ''}:${env.OBS_EDGE_QUERY_PASSWORD ?? ''}`)) as { data: { result: { values: [string, string][] }[] } };
-            found = new Set(seqs(body.data.result.flatMap((r) => r.values.map((v) => v[1])), prefix)).size;
-            if (found >= lines || Date.now() > end) break;
-            await new Promise((r) => setTimeout(r, 1000));
-          }
-          how = 'by query';
-        } else if (env.OBS_EDGE_RECEIVED_URL) {
-          for (;;) {
-            const text = await get(env.OBS_EDGE_RECEIVED_URL, ca, connect, undefined);
-            found = new Set([...text.matchAll(new RegExp(`${prefix} seq=(\\d+)`, 'g'))].map((m) => m[1])).size;
-            if (found >= lines || Date.now() > end) break;
-            await new Promise((r) => setTimeout(r, 500));
-          }
-          how = "by the upstream's record";
-        }
+        a = await arrival(`browser-edge-${run}`, lines, s.sent);
       } catch (err) {
         report({ name: 'cors-allowed', ok: false, detail: `delivered ${s.sent}/${lines} acknowledged, arrival check failed: ${(err as Error).message}` });
         return;
       }
-      report({ name: 'cors-allowed', ok: found === lines && s.sent === lines, detail: `delivered ${found}/${lines} (${how}; ${d.length} pushes from ${allowed}, answers ${JSON.stringify(s.statuses)})` });
+      const found = a.found;
+      const how = a.how;
+      const gz = `gzip'd ${d.filter((e) => e.gzip).length}${s.gzipRefused ? ' (the preflight refused Content-Encoding: the rest went uncompressed)' : ''}`;
+      report({ name: 'cors-allowed', ok: found === lines && s.sent === lines, detail: `delivered ${found}/${lines} (${how}; ${d.length} pushes from ${allowed}, ${gz}, answers ${JSON.stringify(s.statuses)})` });
     });
 
     // 2. Disallowed origin: Chromium itself refuses it (preflight without Access-Control-Allow-Origin).
@@ -288,6 +409,9 @@ async function main(): Promise<void> {
       else if (retryAfter === null) report({ name: '429', ok: !requireRetryAfter && flushed, detail: `visible, but Retry-After is not readable by the page (Access-Control-Expose-Headers): ${counts}` });
       else report({ name: '429', ok: flushed && s.sent === 20, detail: `visible with Retry-After: ${retryAfter} (${counts})` });
     });
+
+    // 5. The relay (the logger's default target): page -> NestJS app with @obs/loki-transport (relay route, disk spool) -> edge.
+    report(await relayCheck());
   } finally {
     await b.close();
     await pages.close();
@@ -295,7 +419,7 @@ async function main(): Promise<void> {
   }
   const failed = checks.filter((c) => !c.ok).length;
   console.log(`browser-edge: ${checks.length} checks, ${checks.length - failed} passed, ${failed} failed`);
-  process.exit(failed === 0 && checks.length === 4 ? 0 : 1);
+  process.exit(failed === 0 && checks.length === 5 ? 0 : 1);
 }
 
 void main().catch((err: unknown) => {

@@ -217,12 +217,15 @@ describe('options', () => {
     assert.equal(resolveOptions({}, false, b64).gzip, false, 'no CompressionStream: no gzip');
   });
 
-  it('direct: the store credential, Basic auth, no cookies, labels; no gzip (the edge CORS does not allow Content-Encoding)', () => {
-    const o = resolveOptions({ target: 'direct', pushUrl: 'https://obs.example/loki/api/v1/push', store: 'S001', username: 'S001', password: 'tok' }, true, b64);
+  it('direct: the store credential, Basic auth, no cookies, labels; gzip (the edge\'s preflight allows Content-Encoding)', () => {
+    const direct = { target: 'direct', pushUrl: 'https://obs.example/loki/api/v1/push', store: 'S001', username: 'S001', password: 'tok' } as const;
+    const o = resolveOptions(direct, true, b64);
     assert.deepEqual(o.headers, { Authorization: `Basic ${b64('S001:tok')}` });
     assert.equal(o.credentials, 'omit');
     assert.deepEqual(o.labels, { service: 'pos-frontend', store: 'S001', environment: 'production' });
-    assert.equal(o.gzip, false);
+    assert.equal(o.gzip, true);
+    assert.equal(resolveOptions({ ...direct, gzip: false }, true, b64).gzip, false);
+    assert.equal(resolveOptions(direct, false, b64).gzip, false, 'no CompressionStream: no gzip');
     assert.throws(() => resolveOptions({ target: 'direct', pushUrl: 'https://x', store: 'S001', username: 'S002', password: 't' }, true, b64), /must equal store/);
     assert.throws(() => resolveOptions({ target: 'direct', store: 'S001', username: 'S001', password: 't' }, true, b64), /pushUrl is required/);
   });
