@@ -3,9 +3,10 @@
 
 Listens on the backends' loopback ports (and on two all-interface ports the
 firewall must hide), answers like a generic backend and records every request
-(port, method, path, headers) as one JSON line, so the verify step can check
-what nginx forwarded: the verified store header, no Authorization header, no
-admin API path.
+(port, method, path, headers, and a push's body, gunzipped) as one JSON line,
+so the verify step can check what nginx forwarded: the verified store and
+tenant headers, no Authorization header, no admin API path, no stream that
+claims another store.
 
   POST .../push             -> 204 (like a push endpoint)
   .../slow?s=N               -> 200 after N seconds (an in-flight request)
@@ -13,6 +14,7 @@ admin API path.
   anything else              -> 200 with a small JSON body
 """
 import base64
+import gzip
 import hashlib
 import json
 import sys
@@ -33,17 +35,19 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def _record(self, body_len):
+    def _record(self, body):
         entry = {"port": self.server.server_address[1], "method": self.command, "path": self.path,
-                 "headers": {k.lower(): v for k, v in self.headers.items()}, "body_length": body_len}
+                 "headers": {k.lower(): v for k, v in self.headers.items()}, "body_length": len(body)}
+        if self.path.endswith("/push") and body:
+            if self.headers.get("Content-Encoding", "").lower() == "gzip":
+                body = gzip.decompress(body)
+            entry["body"] = body[:4096].decode("utf-8", "replace")
         with lock, open(LOG, "a") as fh:
             fh.write(json.dumps(entry) + "\n")
 
     def _handle(self):
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        self._record(length)
+        self._record(self.rfile.read(length) if length else b"")
         url = urlsplit(self.path)
         if self.headers.get("Upgrade", "").lower() == "websocket":
             key = self.headers.get("Sec-WebSocket-Key", "")
