@@ -19,7 +19,7 @@ export CONTAINERS_CONF := $(CURDIR)/.config/containers/containers.conf
 export ANSIBLE_CONFIG  := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help deps apt venv image lint pytest molecule test docs deploy verify destroy-local bench loadtest bench-load bench-edge
+.PHONY: help deps apt venv image lint pytest molecule test test-clients docs deploy verify destroy-local bench loadtest bench-load bench-edge bench-clients
 
 help:  ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -51,7 +51,14 @@ pytest: venv  ## Unit and static tests
 molecule: apt venv  ## Images, then molecule test for every scenario (SCENARIOS="a b" for a subset, MOLECULE_JOBS=N at a time)
 	tools/run_suite.py $(SCENARIOS)
 
-# lint, pytest and the image builds run beside the scenarios (tools/run_suite.py).
+test-clients:  ## The store clients (clients/): npm ci from the lockfile, every test, line coverage
+	cd clients && npm ci --no-audit --no-fund && npm test
+
+bench-clients:  ## Store transport vs winston-loki on one test upstream, in one run (figures, not pass/fail)
+	cd clients && npm ci --no-audit --no-fund && npm run bench
+
+# lint, pytest, the clients' tests and the image builds run beside the
+# scenarios (tools/run_suite.py).
 test: apt venv  ## The whole test suite (what CI runs): lint, pytest and every scenario
 	tools/run_suite.py --all
 

@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -42,7 +43,7 @@ def site(tmp_path):
         "components": {
             "prometheus": {"enabled": True, "method": "prometheus_snapshot", "api_url": "http://127.0.0.1:9/p",
                            "data_dir": str(tmp_path / "absent"), "service": "", "user": "root"},
-            "loki": {"enabled": True, "method": "stop_copy", "data_dir": str(tmp_path / "loki"),
+            "loki": {"enabled": True, "method": "live_snapshot", "data_dir": str(tmp_path / "loki"),
                      "service": "", "user": "root"},
             "grafana": {"enabled": True, "method": "sqlite", "db": str(tmp_path / "grafana" / "grafana.db"),
                         "service": "", "user": "root"},
@@ -118,3 +119,107 @@ def test_not_enough_disk_is_refused(site):
     assert result.returncode == 3
     assert "refusing to back up" in result.stderr
     assert "obs_backup_last_run_success 0" in (site / "textfile" / "obs_backup.prom").read_text()
+
+
+# ------------------------------------------------------------- live snapshot
+# A writer process with Loki's file discipline (NOT Loki): it appends every
+# acknowledged record to the current WAL segment; it checkpoints by writing
+# wal/checkpoint.N.tmp, renaming it, then deleting the segments and the
+# checkpoint it replaces; it flushes records into chunks/ (temporary name,
+# then rename) and compacts chunks/index/ by writing the merged file before
+# deleting its sources. A record is acknowledged (acked.log) only once written.
+WRITER = r'''
+import os, sys, time
+root, acked_path, stop_path = sys.argv[1:4]
+wal, chunks, index = (os.path.join(root, d) for d in ("wal", "chunks", os.path.join("chunks", "index")))
+for d in (wal, chunks, index):
+    os.makedirs(d, exist_ok=True)
+acked = open(acked_path, "a", buffering=1)
+seq, segment, checkpoint, memory = 0, 1, 0, []
+seg = open(os.path.join(wal, "%08d" % segment), "a", buffering=1)
+while not os.path.exists(stop_path):
+    seq += 1
+    seg.write("%d\n" % seq)
+    memory.append(seq)
+    acked.write("%d\n" % seq)
+    if seq % 7 == 0:      # flush: the oldest in-memory records become a chunk
+        name = os.path.join(chunks, "c%08d" % seq)
+        with open(name + ".tmp", "w") as fh:
+            fh.write("".join("%d\n" % r for r in memory[:5]))
+        os.rename(name + ".tmp", name)
+        with open(os.path.join(index, "i%08d" % seq), "w") as fh:
+            fh.write("c%08d\n" % seq)
+        del memory[:5]
+    if seq % 23 == 0:     # compaction: merge the index files, then drop them
+        parts = sorted(os.listdir(index))
+        merged = os.path.join(index, "m%08d" % seq)
+        with open(merged + ".tmp", "w") as fh:
+            for p in parts:
+                fh.write(open(os.path.join(index, p)).read())
+        os.rename(merged + ".tmp", merged)
+        for p in parts:
+            os.remove(os.path.join(index, p))
+    if seq % 31 == 0:     # checkpoint: what is in memory, then truncate the WAL
+        checkpoint_dir = os.path.join(wal, "checkpoint.%06d" % segment)
+        os.makedirs(checkpoint_dir + ".tmp")
+        with open(os.path.join(checkpoint_dir + ".tmp", "data"), "w") as fh:
+            fh.write("".join("%d\n" % r for r in memory))
+        os.rename(checkpoint_dir + ".tmp", checkpoint_dir)
+        seg.close()
+        for name in os.listdir(wal):
+            full = os.path.join(wal, name)
+            if (name.isdigit() and int(name) <= segment) or (name.startswith("checkpoint.") and full != checkpoint_dir):
+                if os.path.isdir(full):
+                    for f in os.listdir(full):
+                        os.remove(os.path.join(full, f))
+                    os.rmdir(full)
+                else:
+                    os.remove(full)
+        segment += 1
+        seg = open(os.path.join(wal, "%08d" % segment), "a", buffering=1)
+    time.sleep(0.0005)
+'''
+
+
+def records_in(snapshot):
+    """Every record the snapshot holds: WAL segments after the newest
+    checkpoint, that checkpoint, and the chunks (what a replay would see)."""
+    wal = snapshot / "wal"
+    checkpoints = sorted(p for p in wal.iterdir() if p.name.startswith("checkpoint.") and not p.name.endswith(".tmp"))
+    newest = int(checkpoints[-1].name.split(".")[1]) if checkpoints else 0
+    found = set()
+    for path in wal.iterdir():
+        if path.name.isdigit() and int(path.name) > newest:
+            found.update(int(x) for x in path.read_text().split())
+    if checkpoints:
+        found.update(int(x) for x in (checkpoints[-1] / "data").read_text().split())
+    for path in (snapshot / "chunks").iterdir():
+        if path.is_file() and not path.name.endswith(".tmp"):
+            found.update(int(x) for x in path.read_text().split())
+    return found
+
+
+def test_live_snapshot_holds_every_record_acknowledged_before_it(tmp_path):
+    tool_module = load_tool()
+    data, acked, stop = tmp_path / "data", tmp_path / "acked.log", tmp_path / "stop"
+    data.mkdir()
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(data), str(acked), str(stop)])
+    try:
+        # Wait for the writer to have checkpointed and compacted at least once.
+        while not acked.exists() or len(acked.read_text().split()) < 200:
+            assert writer.poll() is None, "the writer died"
+            time.sleep(0.01)
+        rewalks = 0
+        for round_no in range(40):
+            before = len(acked.read_text().split())
+            snap = tmp_path / f"snap{round_no}"
+            stats = tool_module.hard_link_snapshot(str(data), str(snap), ["wal", "chunks"])
+            rewalks += stats["rewalks"]
+            missing = set(range(1, before + 1)) - records_in(snap)
+            assert not missing, f"round {round_no}: {len(missing)} acknowledged records missing, e.g. {sorted(missing)[:5]}"
+            assert stats["linked"] > 0 and stats["copied"] == 0
+            shutil.rmtree(snap)
+        print(f"40 snapshots of a live writer, {before} records, {rewalks} directories walked again")
+    finally:
+        stop.touch()
+        writer.wait(timeout=10)

@@ -72,7 +72,9 @@ def test_skipped_p0_check_is_incomplete_and_leaves_the_score():
 def test_p1_failures_under_the_threshold_fail():
     checks = [check(i, "PASS" if i.startswith("P0") else "FAIL") for i in ITEMS]
     s = gate.gate_summary(checks, WEIGHTS, ITEMS, 80)
-    assert s["score"] == 60.0
+    p0_weight = sum(w for i, w in WEIGHTS.items() if i.startswith("P0"))
+    assert p0_weight < 80, "the P0 items alone must not reach the threshold, or this case proves nothing"
+    assert s["score"] == pytest.approx(100.0 * p0_weight / sum(WEIGHTS.values()))
     assert s["verdict"] == "FAIL"
 
 
@@ -214,9 +216,20 @@ def make_handler(good):
 
         def user(self):
             auth = self.headers.get("Authorization", "")
-            if not auth.startswith("Basic "):
+            known = {"Basic " + base64.b64encode(f"{n}:{p}".encode()).decode(): who
+                     for (n, p), who in ((ADMIN, "admin"), (STORE, "store"))}
+            if good:
+                return known.get(auth)  # the exact credential only, like the real edge
+            # A lenient edge, like nginx's own basic auth: any scheme case,
+            # extra spaces, missing padding.
+            scheme, _, b64 = auth.strip().partition(" ")
+            if scheme.lower() != "basic":
                 return None
-            name, _, pw = base64.b64decode(auth[6:]).decode().partition(":")
+            b64 = b64.strip()
+            try:
+                name, _, pw = base64.b64decode(b64 + "=" * (-len(b64) % 4)).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                return None
             return {ADMIN: "admin", STORE: "store"}.get((name, pw))
 
         def answer(self, status, extra=None):
@@ -237,9 +250,16 @@ def make_handler(good):
             self.answer(204, extra)
 
         def do_POST(self):
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             who = self.user()
-            self.answer(204 if who in ("store", "admin") or not good else 401)
+            if not good:
+                self.answer(204)
+                return
+            if who != "store":
+                self.answer(401)
+                return
+            claimed = {s.get("stream", {}).get("store") for s in json.loads(body or b"{}").get("streams", [])}
+            self.answer(204 if claimed <= {STORE[0]} else 400)
 
         def do_GET(self):
             who = self.user()
@@ -298,10 +318,11 @@ def test_probe_passes_a_good_edge_and_fails_a_bad_one(edge):
     checks = run_probe(cfg)
     print({k: (v["status"], v["detail"]) for k, v in checks.items()})
     expected = {"open-ports", "tls-min-version", "tls-certificate", "hsts", "auth-required", "store-push-only",
-                "cors-allowed", "cors-denied", "round-trip"}
+                "store-identity", "credential-exact", "cors-allowed", "cors-denied", "round-trip", "store-heartbeats"}
     assert set(checks) == expected
     assert checks["round-trip"]["status"] == "SKIP"
-    for check_id in expected - {"round-trip"}:
+    assert checks["store-heartbeats"]["status"] == "SKIP"
+    for check_id in expected - {"round-trip", "store-heartbeats"}:
         status = checks[check_id]["status"]
         if edge["good"]:
             assert status == "PASS", checks[check_id]

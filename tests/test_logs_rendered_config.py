@@ -46,26 +46,39 @@ INVALID = {
                                      r"common.instance_addr must be 127.0.0.1"),
     "override_public_instance_addr": ({"loki_config_overrides": {"common": {"instance_addr": "10.0.0.5"}}},
                                       r"common.instance_addr must be 127.0.0.1"),
-    "override_auth_on": ({"loki_config_overrides": {"auth_enabled": True}}, r"auth_enabled false"),
+    "override_auth_off": ({"loki_config_overrides": {"auth_enabled": False}}, r"auth_enabled true"),
+    "override_single_tenant_queries": ({"loki_config_overrides": {"querier": {"multi_tenant_queries_enabled": False}}},
+                                       r"multi_tenant_queries_enabled true"),
     "grafana_public_bind": ({"grafana_ini": {"server": {"http_addr": "0.0.0.0"}}}, r"server.http_addr must stay on loopback"),
     "grafana_anonymous_on": ({"grafana_ini": {"auth.anonymous": {"enabled": True}}}, r"auth.anonymous.enabled"),
 }
 
 TEMPLATES = [
     {"role": "loki", "src": "config.yml.j2"},
-    {"role": "loki", "src": "rules.yml.j2"},
     {"role": "grafana", "src": "grafana.ini.j2"},
     {"role": "grafana", "src": "grafana.sources.j2"},
     {"role": "grafana", "src": "datasources.yml.j2"},
     {"role": "grafana", "src": "dashboards.yml.j2"},
 ]
 
+# The ruler reads one directory per tenant, so the role renders the rules file once per store.
+RULES_PER_STORE = """    - name: Render each store's ruler file (one tenant each)
+      ansible.builtin.template:
+        src: "{{ roles_dir }}/loki/templates/rules.yml.j2"
+        dest: "{{ out_dir }}/{{ inventory_hostname }}/rules-{{ loki_rule_store.id }}.yml"
+        mode: "0600"
+      loop: "{{ obs_stores }}"
+      loop_control:
+        loop_var: loki_rule_store
+"""
+
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     hosts = {name: {**SECRETS, **hv} for name, hv in VALID.items()}
     hosts.update({name: {**SECRETS, **hv} for name, (hv, _) in INVALID.items()})
-    out, result = render_templates(tmp_path_factory.mktemp("logs_render"), ["loki", "grafana"], TEMPLATES, hosts)
+    out, result = render_templates(tmp_path_factory.mktemp("logs_render"), ["loki", "grafana"], TEMPLATES, hosts,
+                                   extra_tasks=RULES_PER_STORE)
     return out, failures_of(result)
 
 
@@ -90,13 +103,14 @@ def grafana_ini(rendered, host="defaults"):
 def test_valid_input_renders(rendered, host):
     out, failures = rendered
     assert host not in failures, failures.get(host)
-    assert {p.name for p in (out / host).iterdir()} == {
-        "config.yml", "rules.yml", "grafana.ini", "grafana.sources", "datasources.yml", "dashboards.yml"}
+    assert {p.name for p in (out / host).iterdir() if not p.name.startswith("rules-")} == {
+        "config.yml", "grafana.ini", "grafana.sources", "datasources.yml", "dashboards.yml"}
 
 
 def test_loki_listens_on_loopback_and_advertises_it(rendered):
     cfg = loki_config(rendered)
-    assert cfg["auth_enabled"] is False
+    assert cfg["auth_enabled"] is True
+    assert cfg["querier"]["multi_tenant_queries_enabled"] is True
     assert cfg["server"]["http_listen_address"] == "127.0.0.1"
     assert cfg["server"]["grpc_listen_address"] == "127.0.0.1"
     assert cfg["server"]["http_listen_port"] == 3100
@@ -141,9 +155,16 @@ def test_loki_ruler_sends_to_alertmanager(rendered):
 
 
 def test_loki_rules_one_per_store(rendered):
-    assert yaml.safe_load(load(rendered, "defaults", "rules.yml")) == {"groups": []}
-    rules = yaml.safe_load(load(rendered, "custom", "rules.yml"))["groups"][0]["rules"]
+    out, _ = rendered
+    assert not list((out / "defaults").glob("rules-*.yml")), "no store, no rule"
+    assert sorted(p.name for p in (out / "custom").glob("rules-*.yml")) == ["rules-S001.yml", "rules-S002.yml"]
+    # Each store's file holds that store's rule only: it lives in the
+    # store's own tenant directory.
+    rules = [yaml.safe_load(load(rendered, "custom", f"rules-{s}.yml"))["groups"][0]["rules"] for s in ("S001", "S002")]
+    assert [len(r) for r in rules] == [1, 1]
+    rules = [r[0] for r in rules]
     assert [r["labels"]["store"] for r in rules] == ["S001", "S002"]
+    assert [r["for"] for r in rules] == ["5m", "5m"]
     assert {r["alert"] for r in rules} == {"StoreSentNoLogs"}
     assert rules[1]["expr"] == 'absent_over_time({store="S002"}[30m])'
     assert rules[0]["labels"]["environment"] == "staging"
@@ -195,6 +216,14 @@ def test_grafana_datasources_fixed_uids_and_prune(rendered):
     assert by_uid["obs-alertmanager"]["jsonData"]["implementation"] == "prometheus"
     # Only enabled components get a datasource.
     assert "obs-alertmanager" not in {d["uid"] for d in provisioned(rendered, "custom")["datasources"]}
+
+
+def test_grafana_reads_every_store_tenant(rendered):
+    """Every store is its own Loki tenant: Grafana's Loki datasource names
+    them all (plus the pre-tenancy "fake" tenant), so dashboards see every store."""
+    loki = {d["uid"]: d for d in provisioned(rendered, "custom")["datasources"]}["obs-loki"]
+    assert loki["jsonData"]["httpHeaderName1"] == "X-Scope-OrgID"
+    assert loki["secureJsonData"]["httpHeaderValue1"] == "|".join([s["id"] for s in STORES] + ["fake"])
 
 
 def test_grafana_dashboards_provider_uses_folders(rendered):

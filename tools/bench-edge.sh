@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Benchmark of the edge's push route: requests/s of authenticated pushes
-# ({SSHA} store token) against the same route with auth removed, in one run,
-# through the real nginx configuration rendered by the roles, to a local
-# 204 bench upstream. Also the admin route (sha512-crypt) for reference.
-# Prints figures, not pass/fail; the goal is auth >= 50 % of no-auth.
+# Benchmark of the edge's push route, in one run, through the real nginx
+# configuration rendered by the roles, to a local 204 bench upstream:
+#   - push with a store credential (identity from the exact credential, the
+#     Lua body guard, the per-store limit);
+#   - the same route with the identity fixed (no authentication; the guard
+#     still checks the body): the goal is authenticated >= 90 % of this;
+#   - a bare proxy of the push (no identity, guard or limit): what the whole
+#     route costs;
+#   - the admin route (sha512-crypt) for reference.
+# Prints figures, not pass/fail.
 #
 # Usage: tools/bench-edge.sh          (make bench-edge)
-#   BENCH_DURATION=10s BENCH_CONNECTIONS=8 BENCH_THREADS=2 BENCH_KEEP=1
+#   BENCH_DURATION=10s BENCH_CONNECTIONS=8 BENCH_THREADS=2 BENCH_ROUNDS=3 BENCH_KEEP=1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=obs-bench-edge
@@ -54,12 +59,24 @@ run() {  # label url auth method
 store_auth="Basic $(printf 'S001:%s' "$token" | base64 -w0)"
 admin_auth="Basic $(printf 'admin:%s' "$password" | base64 -w0)"
 
-echo "edge benchmark: wrk -t$threads -c$conns -d$duration against $name ($ip), 204 bench upstream"
-read -r noauth_rps noauth_n noauth_err < <(run noauth "https://$ip:8443/loki/api/v1/push" "$store_auth" POST)
-read -r auth_rps auth_n auth_err < <(run auth "https://$ip/loki/api/v1/push" "$store_auth" POST)
+rounds=${BENCH_ROUNDS:-3}
+echo "edge benchmark: wrk -t$threads -c$conns -d$duration against $name ($ip), 204 bench upstream, $rounds rounds"
+# The three push variants take turns, round after round, so a noisy moment
+# on this shared machine hits them alike; each keeps its best round.
+best() { awk -v cur="$1" -v new="$2" 'BEGIN { print (new + 0 > cur + 0) ? new : cur }'; }
+plain_rps=0 noauth_rps=0 auth_rps=0 plain_err=0 noauth_err=0 auth_err=0
+for round in $(seq "$rounds"); do
+  read -r p n e < <(run plain "https://$ip:9443/loki/api/v1/push" "$store_auth" POST); plain_rps=$(best "$plain_rps" "$p"); plain_err=$((plain_err + e))
+  read -r p n e < <(run noauth "https://$ip:8443/loki/api/v1/push" "$store_auth" POST); noauth_rps=$(best "$noauth_rps" "$p"); noauth_err=$((noauth_err + e))
+  read -r p n e < <(run auth "https://$ip/loki/api/v1/push" "$store_auth" POST); auth_rps=$(best "$auth_rps" "$p"); auth_err=$((auth_err + e))
+  echo "round $round: bare $plain_rps, no-auth $noauth_rps, authenticated $auth_rps (best so far)"
+done
 read -r admin_rps admin_n admin_err < <(run admin "https://$ip/prometheus/api/v1/query" "$admin_auth" GET)
-printf '%-44s %10s req/s  (%s requests, %s errors/non-2xx)\n' \
-  "push, no auth (same route, auth removed)" "$noauth_rps" "$noauth_n" "$noauth_err" \
-  "push, store token ({SSHA})" "$auth_rps" "$auth_n" "$auth_err" \
-  "admin route, password (sha512-crypt)" "$admin_rps" "$admin_n" "$admin_err"
-awk -v a="$auth_rps" -v n="$noauth_rps" 'BEGIN { printf "ratio auth/no-auth: %.1f %% (goal >= 50 %%)\n", 100 * a / n }'
+printf '%-52s %10s req/s  (%s errors/non-2xx over all rounds)\n' \
+  "push, bare proxy (no identity, guard or limit)" "$plain_rps" "$plain_err" \
+  "push, no auth (identity fixed, body guard on)" "$noauth_rps" "$noauth_err" \
+  "push, store credential (exact-credential identity)" "$auth_rps" "$auth_err" \
+  "admin route, password (sha512-crypt)" "$admin_rps" "$admin_err"
+awk -v a="$auth_rps" -v n="$noauth_rps" -v p="$plain_rps" 'BEGIN {
+  printf "ratio authenticated/no-auth: %.1f %% (goal >= 90 %%)\n", 100 * a / n
+  printf "ratio authenticated/bare proxy: %.1f %% (what the whole push route costs)\n", 100 * a / p }'

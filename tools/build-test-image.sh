@@ -23,7 +23,7 @@ base_packages=(
 # for real, but from the local cache, so a scenario costs no mirror traffic and
 # stays fast. Roles that need more simply fetch it from the mirror.
 cached_packages=(
-  nginx prometheus prometheus-alertmanager prometheus-node-exporter
+  nginx libnginx-mod-http-lua lua-cjson lua-zlib prometheus prometheus-alertmanager prometheus-node-exporter
   ufw cron sqlite3 restic systemd-timesyncd python3-cryptography
   unzip zstd rsync logrotate apache2-utils tzdata
 )

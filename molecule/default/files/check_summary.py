@@ -5,7 +5,7 @@ ansible.posix.json callback, for molecule/default/verify-check-mode.yml.
     check_summary.py RUN.json [PATH...] < secrets.json
 
 RUN.json is the run's stdout. secrets.json (stdin, never argv) is a JSON list
-of secret values; their nginx htpasswd hashes are computed here with the nginx
+of secret values; their nginx credential digests and hashes are computed here with the nginx
 role's own filters. Prints one JSON object, free of any secret:
 
   stats       the run's per-host stats (ok, changed, failures, unreachable...)
@@ -19,12 +19,13 @@ role's own filters. Prints one JSON object, free of any secret:
   leaks       how many secret values or hashes appear anywhere in RUN.json
   checked     how many values and hashes were looked for
 """
+import base64
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "roles" / "nginx" / "filter_plugins"))
-from nginx_htpasswd import nginx_sha512_crypt, nginx_ssha  # noqa: E402
+from nginx_htpasswd import nginx_push_credential_digest, nginx_sha512_crypt  # noqa: E402
 
 
 def result_path(item):
@@ -58,8 +59,10 @@ def main():
     secrets = [str(s) for s in json.load(sys.stdin) if str(s)]
     needles = set(secrets)
     for value in secrets:
-        needles.add(nginx_ssha(value, "S001"))
-        needles.add(nginx_ssha(value, "S002"))
+        for store in ("S001", "S002", "S003"):
+            # The exact header a store sends, and its digest in the edge's file.
+            needles.add(base64.b64encode(f"{store}:{value}".encode()).decode())
+            needles.add(nginx_push_credential_digest(value, store))
         needles.add(nginx_sha512_crypt(value, "admin"))
 
     diff_paths = set(sys.argv[2:])

@@ -200,6 +200,115 @@ class Probe:
         self.record("store-push-only", "P0-5", "store credentials are push-only", FAIL if bad else PASS,
                     "; ".join(bad) if bad else f"store {store[0]}: " + ", ".join(notes))
 
+    def _push_body(self, claimed_store, line):
+        return json.dumps({"streams": [{"stream": {"store": claimed_store, "service": "obs-gate"},
+                                        "values": [[str(time.time_ns()), line]]}]}).encode()
+
+    def check_store_identity(self):
+        """A store's credential cannot write under another store's name."""
+        name = "a push claiming another store does not land under it"
+        store = self.cfg.get("store")
+        if not self.cfg.get("push_enabled", True):
+            self.record("store-identity", "P0-5", name, SKIP, self.cfg.get("push_skip_reason", "no push route"))
+            return
+        if not store:
+            self.record("store-identity", "P0-5", name, SKIP, "no store credential")
+            return
+        other = self.cfg.get("other_store") or "obs-gate-not-a-store"
+        marker = f"obs-gate-spoof-{uuid.uuid4().hex}"
+        status, _, data = self.request("POST", self.cfg["push_path"], auth=store,
+                                       body=self._push_body(other, f"obs gate: {store[0]} claims {other} {marker}"))
+        answer = data[:200].decode(errors="replace").strip()
+        if not 400 <= status < 500:
+            self.record("store-identity", "P0-5", name, FAIL,
+                        f"as {store[0]}, a stream labelled store={other} was answered {status}: the edge accepted it")
+            return
+        detail = f"as {store[0]}, a stream labelled store={other} was refused ({status}: {answer})"
+        rt = self.cfg.get("round_trip") or {}
+        if rt.get("enabled"):
+            # Refused at the edge; the query proves Loki holds nothing of it.
+            query = urllib.parse.urlencode({"query": f'{{store="{other}"}} |= "{marker}"', "limit": "10",
+                                            "start": str(time.time_ns() - 300 * 10**9), "end": str(time.time_ns())})
+            q_status, _, q_data = self.request("GET", f"/loki/api/v1/query_range?{query}", auth=self.cfg["admin"])
+            found = sum(len(r.get("values", [])) for r in json.loads(q_data).get("data", {}).get("result", [])) \
+                if q_status == 200 else None
+            if found is None:
+                self.record("store-identity", "P0-5", name, FAIL, f"{detail}; the admin query answered {q_status}")
+                return
+            if found:
+                self.record("store-identity", "P0-5", name, FAIL, f"{detail}, yet the line is stored under store={other}")
+                return
+            detail += f"; the admin query finds nothing under store={other}"
+        self.record("store-identity", "P0-5", name, PASS, detail)
+
+    def check_credential_spellings(self):
+        """Only the exact credential is a store: no other spelling of it gets in
+        (each would otherwise be a fresh rate-limit bucket)."""
+        name = "another spelling of a store credential gets no second bucket"
+        store = self.cfg.get("store")
+        if not self.cfg.get("push_enabled", True):
+            self.record("credential-exact", "P0-5", name, SKIP, self.cfg.get("push_skip_reason", "no push route"))
+            return
+        if not store:
+            self.record("credential-exact", "P0-5", name, SKIP, "no store credential")
+            return
+        b64 = base64.b64encode(f"{store[0]}:{store[1]}".encode()).decode()
+        spellings = {"lower-case scheme": f"basic {b64}", "upper-case scheme": f"BASIC {b64}",
+                     "two spaces": f"Basic  {b64}", "case-flipped base64": f"Basic {b64.swapcase()}"}
+        if b64.endswith("="):
+            spellings["no padding"] = f"Basic {b64.rstrip('=')}"
+        body = self._push_body(store[0], "obs gate: credential spelling check")
+        status, _, _ = self.request("POST", self.cfg["push_path"], headers={"Authorization": f"Basic {b64}"}, body=body)
+        if status in (401, 403):
+            self.record("credential-exact", "P0-5", name, FAIL, f"the exact credential itself was refused ({status})")
+            return
+        let_in = []
+        for label, header in spellings.items():
+            got, _, _ = self.request("POST", self.cfg["push_path"], headers={"Authorization": header}, body=body)
+            if got != 401:
+                let_in.append(f"{label}: {got}")
+        if let_in:
+            self.record("credential-exact", "P0-5", name, FAIL,
+                        f"{store[0]}'s credential, spelt otherwise, was not refused: {'; '.join(let_in)}")
+        else:
+            self.record("credential-exact", "P0-5", name, PASS,
+                        f"exact credential {status}; {len(spellings)} other spellings ({', '.join(spellings)}) 401")
+
+    def check_heartbeats(self):
+        """P0-2: each store's client sends its heartbeat line (type heartbeat,
+        once a minute) and reports no dropped lines."""
+        name = "every store sent a heartbeat recently, with no drops reported"
+        rt, hb = self.cfg.get("round_trip") or {}, self.cfg.get("heartbeats") or {}
+        if not rt.get("enabled"):
+            self.record("store-heartbeats", "P0-2", name, SKIP, rt.get("reason", "no Loki to query"))
+            return
+        stores, minutes = hb.get("stores") or [], int(hb.get("max_age_minutes", 15))
+        if not stores:
+            self.record("store-heartbeats", "P0-2", name, SKIP, "no store in obs_stores")
+            return
+        selector = '{store=~".+"} |= `"type":"heartbeat"`'
+        queries = {"beats": f"sum by (store) (count_over_time({selector} [{minutes}m]))",
+                   "drops": f"sum by (store) (sum_over_time({selector} | json | unwrap dropped_since_last [{minutes}m]))"}
+        found = {}
+        for key, logql in queries.items():
+            status, _, data = self.request("GET", "/loki/api/v1/query?" + urllib.parse.urlencode({"query": logql}),
+                                           auth=self.cfg["admin"])
+            if status != 200:
+                self.record("store-heartbeats", "P0-2", name, FAIL, f"the admin query ({key}) answered {status}")
+                return
+            found[key] = {r["metric"].get("store"): float(r["value"][1])
+                          for r in json.loads(data).get("data", {}).get("result", [])}
+        silent = [s for s in stores if not found["beats"].get(s)]
+        dropping = {s: int(found["drops"][s]) for s in stores if found["drops"].get(s, 0) > 0}
+        problems = []
+        if silent:
+            problems.append(f"no heartbeat within {minutes} min from {', '.join(silent)}")
+        if dropping:
+            problems.append("dropped lines reported by " + ", ".join(f"{s} ({n})" for s, n in dropping.items()))
+        self.record("store-heartbeats", "P0-2", name, FAIL if problems else PASS,
+                    "; ".join(problems) if problems else
+                    f"{len(stores)} stores sent heartbeats within {minutes} min, none reports drops")
+
     def check_ports(self):
         allowed = set(int(p) for p in self.cfg["allowed_open_ports"])
 
@@ -292,11 +401,15 @@ class Probe:
 
     def run(self):
         steps = [self.check_ports, self.check_tls_versions, self.check_certificate, self.check_hsts,
-                 self.check_auth_required, self.check_store_push_only, self.check_cors, self.check_round_trip]
+                 self.check_auth_required, self.check_store_push_only, self.check_store_identity,
+                 self.check_credential_spellings, self.check_cors, self.check_round_trip, self.check_heartbeats]
         names = {"check_ports": ("open-ports", "P0-5"), "check_tls_versions": ("tls-min-version", "P0-5"),
                  "check_certificate": ("tls-certificate", "P0-5"), "check_hsts": ("hsts", "P0-5"),
                  "check_auth_required": ("auth-required", "P0-5"), "check_store_push_only": ("store-push-only", "P0-5"),
-                 "check_cors": ("cors", "P0-3"), "check_round_trip": ("round-trip", "P0-4")}
+                 "check_store_identity": ("store-identity", "P0-5"),
+                 "check_credential_spellings": ("credential-exact", "P0-5"),
+                 "check_cors": ("cors", "P0-3"), "check_round_trip": ("round-trip", "P0-4"),
+                 "check_heartbeats": ("store-heartbeats", "P0-2")}
         for step in steps:
             try:
                 step()

@@ -93,6 +93,10 @@ def gate_server_checks(d):
         ok = active == "active" and status == 200
         health_detail = (f"{d['services'][name]['unit']} {active}; {h.get('url', '?')} -> "
                          f"{status if status != -1 else h.get('msg', 'no answer')}")
+        waited = (int(h.get("attempts", 1) or 1) - 1) * int(d.get("ready_poll", 2))
+        if waited:
+            health_detail += (f"; ready after waiting {waited} s" if ok
+                              else f"; still not ready after waiting {waited} s")
         v = validate.get(name)
         if v is None or v.get("skipped"):
             if unit.get("LoadState") != "loaded":

@@ -5,8 +5,10 @@ same secret renders the same line (idempotent, no --diff churn) and a changed
 secret gets a new salt. The salt is stored in the hash anyway; deriving it
 from the secret discloses nothing a verifier could not already test.
 
-- nginx_ssha: {SSHA} = base64(SHA1(token + salt) + salt), one fast round, for
-  long random machine tokens (nginx verifies it natively, ~17k req/s).
+- nginx_push_credential_digest: the SHA-1 (hex) of the exact Authorization
+  header a store sends, "Basic " + base64(store + ":" + token). The push
+  route's Lua guard looks the header's digest up in memory (one hash per
+  request, no file read); long random tokens need no salt or slow hash.
 - nginx_sha512_crypt / nginx_bcrypt: slow hashes for human passwords, checked by
   nginx through the system crypt(3) (libxcrypt knows $6$ and $2b$).
 """
@@ -28,11 +30,10 @@ def _salt_chars(secret, context, length):
     return "".join(_CRYPT64[b % 64] for b in raw[:length])
 
 
-def nginx_ssha(token, user):
-    """{SSHA} hash of token, salted with HMAC(token, 'obs-store:' + user)."""
-    salt = _salt_bytes(str(token), "obs-store:" + str(user), 8)
-    digest = hashlib.sha1(str(token).encode() + salt).digest()
-    return "{SSHA}" + base64.b64encode(digest + salt).decode()
+def nginx_push_credential_digest(token, store):
+    """SHA-1 (hex) of the Authorization header of store's push credential."""
+    header = "Basic " + base64.b64encode(f"{store}:{token}".encode()).decode()
+    return hashlib.sha1(header.encode()).hexdigest()
 
 
 def nginx_sha512_crypt(password, user, rounds=5000):
@@ -57,7 +58,7 @@ def nginx_bcrypt(password, user, rounds=10):
 class FilterModule:
     def filters(self):
         return {
-            "nginx_ssha": nginx_ssha,
+            "nginx_push_credential_digest": nginx_push_credential_digest,
             "nginx_sha512_crypt": nginx_sha512_crypt,
             "nginx_bcrypt": nginx_bcrypt,
         }
