@@ -172,6 +172,9 @@ while not os.path.exists(stop_path):
                 if os.path.isdir(full):
                     for f in os.listdir(full):
                         os.remove(os.path.join(full, f))
+                    # A slow disk: the superseded checkpoint stays an empty
+                    # directory a while, so snapshots meet it half-deleted.
+                    time.sleep(0.02)
                     os.rmdir(full)
                 else:
                     os.remove(full)

@@ -350,6 +350,11 @@ def snapshot_dir_for(data_dir):
     return os.path.join(parent, f".obs-backup-{base}-snapshot")
 
 
+# Passes over one directory before a snapshot gives up (the service rewrote it
+# faster than it could be listed): the backup then fails, loudly.
+SNAPSHOT_MAX_PASSES = 1000
+
+
 def hard_link_snapshot(src, dst, order):
     """A crash-consistent image of a live data directory, without stopping
     the service (docs/backup-restore.md, "Loki: a snapshot while it runs").
@@ -389,29 +394,52 @@ def hard_link_snapshot(src, dst, order):
         stats["copied"] += 1
 
     def walk(source_dir, target_dir):
+        """Links source_dir into target_dir; True when a name left it (or a
+        directory below it) while it was walked, so the caller's directory
+        is walked again."""
+        st = os.stat(source_dir)  # gone already: the caller walks its directory again
         os.makedirs(target_dir, exist_ok=True)
         shutil.copystat(source_dir, target_dir)
-        st = os.stat(source_dir)
         os.chown(target_dir, st.st_uid, st.st_gid)
-        while True:
-            vanished = False
+        lost_any = False
+        for _ in range(SNAPSHOT_MAX_PASSES):
+            lost = False
             try:
                 names = sorted(os.listdir(source_dir))
             except FileNotFoundError:
-                return
+                shutil.rmtree(target_dir, ignore_errors=True)
+                raise
             for name in names:
                 source, target = os.path.join(source_dir, name), os.path.join(target_dir, name)
                 try:
-                    is_dir = os.path.isdir(source) and not os.path.islink(source)
-                    if is_dir:
-                        walk(source, target)
+                    if os.path.isdir(source) and not os.path.islink(source):
+                        lost |= walk(source, target)
                     elif not os.path.lexists(target):
                         place(source, target)
                 except FileNotFoundError:
-                    vanished = True
-            if not vanished:
-                return
+                    lost = True
+            # A directory emptied while it was walked (a WAL checkpoint being
+            # deleted once its successor is in place) may lose no file the
+            # pass tried to link, yet its successor is a name the pass never
+            # listed: a name that left during the pass means this directory
+            # is walked again, and a directory that left is dropped from the
+            # image (a half-deleted checkpoint would be the newest a replay
+            # trusts). New names alone need no new pass: what they hold was
+            # in a source the order visited first.
+            try:
+                left = set(names) - set(os.listdir(source_dir))
+            except FileNotFoundError:
+                shutil.rmtree(target_dir, ignore_errors=True)
+                raise
+            for name in left:
+                stale = os.path.join(target_dir, name)
+                if os.path.isdir(stale) and not os.path.islink(stale):
+                    shutil.rmtree(stale, ignore_errors=True)
+            if not (lost or left):
+                return lost_any
+            lost_any = True
             stats["rewalks"] += 1
+        raise RuntimeError(f"{source_dir} kept changing during {SNAPSHOT_MAX_PASSES} passes of the snapshot")
 
     rank = {name: i for i, name in enumerate(order)}
     top = sorted(os.listdir(src), key=lambda n: (rank.get(n, len(order)), n))
