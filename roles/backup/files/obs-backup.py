@@ -401,14 +401,18 @@ def hard_link_snapshot(src, dst, order):
         os.makedirs(target_dir, exist_ok=True)
         shutil.copystat(source_dir, target_dir)
         os.chown(target_dir, st.st_uid, st.st_gid)
-        lost_any = False
-        for _ in range(SNAPSHOT_MAX_PASSES):
-            lost = False
+        def listing():
+            # The directory itself gone: drop its image, the caller walks again.
             try:
-                names = sorted(os.listdir(source_dir))
+                return set(os.listdir(source_dir))
             except FileNotFoundError:
                 shutil.rmtree(target_dir, ignore_errors=True)
                 raise
+
+        lost_any = False
+        for _ in range(SNAPSHOT_MAX_PASSES):
+            lost = False
+            names = sorted(listing())
             for name in names:
                 source, target = os.path.join(source_dir, name), os.path.join(target_dir, name)
                 try:
@@ -426,11 +430,7 @@ def hard_link_snapshot(src, dst, order):
             # image (a half-deleted checkpoint would be the newest a replay
             # trusts). New names alone need no new pass: what they hold was
             # in a source the order visited first.
-            try:
-                left = set(names) - set(os.listdir(source_dir))
-            except FileNotFoundError:
-                shutil.rmtree(target_dir, ignore_errors=True)
-                raise
+            left = set(names) - listing()
             for name in left:
                 stale = os.path.join(target_dir, name)
                 if os.path.isdir(stale) and not os.path.islink(stale):
