@@ -21,7 +21,7 @@ describe('delivery to a test upstream', () => {
     logger.info('sale completed', { order_id: 'O-1', terminalId: 'T3', traceId: 'abc' });
     logger.error('printer offline');
     logger.debug('cache warm');
-    assert.equal(await t.flush(5000), true);
+    assert.equal(await t.flush(30_000), true);
     const req = up.requests[up.requests.length - 1];
     assert.ok(req);
     assert.equal(req.headers['content-type'], 'application/json');
@@ -48,7 +48,7 @@ describe('delivery to a test upstream', () => {
     up.handler = () => ({ status: 204 });
     const { t } = makeTransport(up, dir, { instance: 'tie-1' });
     for (let i = 0; i < 500; i += 1) t.append({ level: 'info', line: 'same line' });
-    assert.equal(await t.flush(5000), true);
+    assert.equal(await t.flush(30_000), true);
     const mine = appEntries(up, 'tie-1');
     assert.equal(mine.length, 500);
     const ts = mine.map((e) => BigInt(e.ts));
@@ -63,7 +63,7 @@ describe('delivery to a test upstream', () => {
     const before = up.requests.length;
     const { t } = makeTransport(up, dir, { instance: 'cap-1', batchMaxLines: 100, batchMaxBytes: 20000 });
     for (let i = 0; i < 1000; i += 1) t.append({ level: 'info', line: `line ${i} ${'x'.repeat(100)}` });
-    assert.equal(await t.flush(10000), true);
+    assert.equal(await t.flush(30_000), true);
     const reqs = up.requests.slice(before);
     assert.ok(reqs.length >= 10, `${reqs.length} requests`);
     for (const r of reqs) {
@@ -89,7 +89,7 @@ describe('delivery to a test upstream', () => {
     };
     const { t } = makeTransport(up, dir, { instance: 'retry-1' });
     for (let i = 0; i < 20; i += 1) t.append({ level: 'warn', line: `w${i}` });
-    assert.equal(await t.flush(10000), true);
+    assert.equal(await t.flush(30_000), true);
     const s = t.snapshot();
     assert.equal(s.retries.server_error, 2);
     assert.equal(s.retries.network, 1);
@@ -107,7 +107,7 @@ describe('delivery to a test upstream', () => {
     const { t } = makeTransport(up, dir, { instance: 'hang-1', requestTimeoutMs: 300 });
     const start = Date.now();
     t.append({ level: 'error', line: 'during hang' });
-    assert.equal(await t.flush(10000), true);
+    assert.equal(await t.flush(30_000), true);
     assert.ok(Date.now() - start >= 300, 'waited for the timeout');
     assert.equal(t.snapshot().retries.timeout, 1);
     assert.equal(t.snapshot().requests.timeout, 1);
@@ -125,7 +125,7 @@ describe('delivery to a test upstream', () => {
     const { t } = makeTransport(up, dir, { instance: 'split-1' });
     for (let i = 0; i < 40; i += 1) t.append({ level: 'info', line: `${i}:${'y'.repeat(200)}` });
     t.append({ level: 'info', line: 'z'.repeat(5000) });
-    assert.equal(await t.flush(10000), true);
+    assert.equal(await t.flush(30_000), true);
     const got = appEntries(up, 'split-1');
     assert.equal(got.length, 40);
     assert.equal(t.snapshot().dropped.too_large, 1);
@@ -156,7 +156,7 @@ describe('delivery to a test upstream', () => {
     assert.ok(probes.length <= 6, `${probes.length} requests while paused`);
     for (const p of probes.slice(1)) assert.ok(p.entries.length <= 10);
     write('new-token-new-token-new-token-new-token-yy');
-    assert.equal(await t.flush(5000), true);
+    assert.equal(await t.flush(30_000), true);
     assert.equal(appEntries(up, 'auth-1').length, 30);
     assert.equal(t.snapshot().breakerState, 'closed');
     await t.shutdown(1000);
@@ -169,7 +169,7 @@ describe('delivery to a test upstream', () => {
     up.handler = () => (++n <= 2 ? { status: n === 1 ? 404 : 415, body: 'nope' } : { status: 204 });
     const { t } = makeTransport(up, dir, { instance: 'cfg-1', authRetryMs: 50 });
     t.append({ level: 'info', line: 'kept' });
-    assert.equal(await t.flush(5000), true);
+    assert.equal(await t.flush(30_000), true);
     assert.equal(t.snapshot().droppedTotal, 0);
     assert.equal(t.snapshot().requests['404'], 1);
     await t.shutdown(1000);
@@ -185,7 +185,7 @@ describe('delivery to a test upstream', () => {
     logger.info('two', { labels: { module: 'stock' } });
     logger.info('three', { labels: { module: 'third-value' } });
     logger.info('four', { labels: { user: 'u-123' } });
-    assert.equal(await t.flush(5000), true);
+    assert.equal(await t.flush(30_000), true);
     const got = up.requests.flatMap((r) => r.entries).filter((e) => e.labels.instance === 'card-1');
     const by = (m: string) => got.find((e) => e.line.includes(m));
     assert.equal(by('one')?.labels.module, 'sales');
@@ -205,7 +205,7 @@ describe('delivery to a test upstream', () => {
     up.handler = () => ({ status: 204 });
     const { t } = makeTransport(up, dir, { instance: 'store-1' });
     t.logInfo({ level: 'info', message: 'x', labels: { store: 'S999', instance: 'evil' } });
-    assert.equal(await t.flush(5000), true);
+    assert.equal(await t.flush(30_000), true);
     const e = up.requests.flatMap((r) => r.entries).find((x) => x.labels.instance === 'store-1');
     assert.equal(e?.labels.store, 'S001');
     assert.equal(e?.meta?.store, 'S999');

@@ -71,7 +71,7 @@ describe("Loki 3.4.2's real error bodies", () => {
         for (const s of c.request.streams) {
           for (const [ts, line, meta] of s.values) t.append({ level: s.stream.level ?? 'info', line, ts: BigInt(ts), meta, override: { ...s.stream } });
         }
-        assert.equal(await t.flush(10000), true);
+        assert.equal(await t.flush(30_000), true);
         const kept = up.entries().filter((e) => e.labels.case !== undefined && c.request?.streams.some((s) => s.stream.case === e.labels.case && s.stream.instance === e.labels.instance));
         assert.deepEqual(new Set(kept.map((e) => e.line)), stored);
         const snap = t.snapshot();
@@ -99,7 +99,7 @@ describe("Loki 3.4.2's real error bodies", () => {
       const { dir, cleanup } = tempDir();
       const { t } = makeTransport(up, dir, { instance: 'fx-429', batchWaitMs: 0 });
       for (let i = 0; i < 20; i += 1) t.append({ level: 'info', line: `t${i}` });
-      assert.equal(await t.flush(10000), true);
+      assert.equal(await t.flush(30_000), true);
       assert.equal(t.snapshot().retries.rate_limited, 2);
       assert.equal(t.snapshot().droppedTotal, 0);
       await t.shutdown(0);
@@ -118,7 +118,7 @@ describe("Loki 3.4.2's real error bodies", () => {
       const s = c.request.streams[0];
       assert.ok(s);
       for (const [ts, line] of s.values) t.append({ level: 'info', line, ts: BigInt(ts), override: { ...s.stream, instance: 'fx-429s' } });
-      assert.equal(await t.flush(10000), true);
+      assert.equal(await t.flush(30_000), true);
       assert.equal(up.entries().filter((e) => e.labels.instance === 'fx-429s').length, s.values.length);
       assert.equal(t.snapshot().droppedTotal, 0);
       await t.shutdown(0);
@@ -131,7 +131,7 @@ describe("Loki 3.4.2's real error bodies", () => {
       const before = up.requests.length;
       const { t } = makeTransport(up, dir, { instance: 'fx-bisect', batchWaitMs: 0 });
       for (let i = 0; i < 64; i += 1) t.append({ level: 'info', line: i === 37 ? 'poison' : `ok ${i}` });
-      assert.equal(await t.flush(10000), true);
+      assert.equal(await t.flush(30_000), true);
       assert.equal(t.snapshot().dropped.rejected, 1);
       assert.equal(up.entries().filter((e) => e.labels.instance === 'fx-bisect' && e.line.startsWith('ok ')).length, 63);
       assert.ok(up.requests.length - before <= 2 * 7 + 2, `${up.requests.length - before} requests`);
@@ -144,7 +144,7 @@ describe("Loki 3.4.2's real error bodies", () => {
       const { dir, cleanup } = tempDir();
       const { t } = makeTransport(up, dir, { instance: 'fx-giveup', batchWaitMs: 0, maxBisectRequests: 3 });
       for (let i = 0; i < 32; i += 1) t.append({ level: 'info', line: `x ${i}` });
-      assert.equal(await t.flush(10000), true);
+      assert.equal(await t.flush(30_000), true);
       assert.equal(t.snapshot().dropped.rejected, 32);
       await t.shutdown(0);
       cleanup();

@@ -62,7 +62,7 @@ describe('relay route (plain Node handler)', () => {
     const r = await post(port, JSON.stringify(batch(1)));
     assert.equal(r.status, 200);
     assert.deepEqual(r.body, { accepted: 2, dropped: 0, duplicate: false });
-    assert.equal(await t.flush(5000), true);
+    assert.equal(await t.flush(30_000), true);
     const got = appEntries(up, 'relay-1');
     assert.equal(got.length, 2);
     const err = up.requests.flatMap((q) => q.entries).find((e) => e.line.startsWith('TypeError'));
@@ -95,7 +95,7 @@ describe('relay route (plain Node handler)', () => {
     assert.equal((await post(port, JSON.stringify(body))).status, 200);
     const old = { v: 1, session: 'sess-offline1', batch: 1, sentAt: now, entries: [{ ts: String(BigInt(now - 7_200_000) * 1_000_000n), level: 'warn', line: 'offline for two hours' }] };
     assert.equal((await post(port, JSON.stringify(old))).status, 200);
-    assert.equal(await t.flush(5000), true);
+    assert.equal(await t.flush(30_000), true);
     const all = up.requests.flatMap((q) => q.entries);
     const skewed = all.find((e) => e.line === 'skewed browser');
     assert.ok(skewed);
@@ -140,7 +140,7 @@ describe('relay route (plain Node handler)', () => {
   it('cuts over-long lines and marks them', async () => {
     const r = await post(port, JSON.stringify({ ...batch(5), entries: [{ ts: String(BigInt(Date.now()) * 1_000_000n), level: 'info', line: 'L'.repeat(20000) }] }));
     assert.equal(r.status, 200);
-    assert.equal(await t.flush(5000), true);
+    assert.equal(await t.flush(30_000), true);
     const e = up.requests.flatMap((q) => q.entries).find((x) => x.line.startsWith('LLL'));
     assert.equal(e?.line.length, 16384);
     assert.equal(e?.meta?.truncated, '1');

@@ -242,7 +242,7 @@ describe('TLS with a private CA and a fixed address (like curl --cacert --resolv
     writeFileSync(join(dir, 'S001.env'), `STORE_ID=S001\nLOKI_URL=https://obs.test.internal:${port}\nLOKI_USERNAME=S001\nLOKI_PASSWORD=${TOKEN}\n`);
     const tr = new LokiTransport({ bundlePath: join(dir, 'S001.env'), caFile: join(dir, 'ca.crt'), connectTo: '127.0.0.1', service: 'pos-backend', spoolDir: join(dir, 'spool'), startupJitterMs: 0, batchWaitMs: 0, heartbeatIntervalMs: 0, onError: () => undefined });
     tr.append({ level: 'info', line: 'via caFile' });
-    assert.equal(await tr.flush(5000), true);
+    assert.equal(await tr.flush(30_000), true);
     await tr.shutdown(1000);
     await new Promise<void>((r) => server.close(() => r()));
     cleanup();

@@ -30,7 +30,7 @@ describe('logging API in a real browser', () => {
         }, 0);
         void Promise.reject(new RangeError('nope, rejected'));
       });
-      await until(() => f.edge.lines().length >= 2, 5000, 'two captured lines');
+      await until(() => f.edge.lines().length >= 2, 30_000, 'two captured lines');
       const lines = f.edge.lines().map((l) => JSON.parse(l) as { level: string; message: string; source: string; lineno?: number; error: { name: string; stack?: string } });
       const thrown = lines.find((l) => l.message.includes('boom at the till'));
       const rejected = lines.find((l) => l.message === 'unhandled rejection: nope, rejected');

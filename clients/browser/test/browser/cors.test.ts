@@ -118,7 +118,7 @@ describe('direct target: CORS in a real browser', () => {
     await inContext(f.launched.browser, 'cors-429', async (ctx) => {
       const { page } = await openPage(ctx, ALLOWED, directConfig());
       await logLines(page, 'limited', 30);
-      assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(8000)), true);
+      assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(30_000)), true);
       const d = await page.evaluate(() => (window as unknown as TestWindow).deliveries);
       assert.equal(d[0]?.status, 429);
       assert.equal(d[0]?.retryAfter, '1');
@@ -144,7 +144,7 @@ describe('direct target: CORS in a real browser', () => {
         const posts = f.edge.requests.filter((r) => r.method === 'POST');
         assert.ok(posts.length <= 4, `${posts.length} attempts in 3 s`);
         f.edge.fault = undefined;
-        assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(10_000)), true);
+        assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(30_000)), true);
         assert.deepEqual(seqs(f.edge.lines(), 'hidden'), Array.from({ length: 10 }, (_, i) => i));
       });
     } finally {
@@ -157,9 +157,9 @@ describe('direct target: CORS in a real browser', () => {
     await inContext(f.launched.browser, 'cors-gzip', async (ctx) => {
       const { page } = await openPage(ctx, ALLOWED, directConfig());
       await logLines(page, 'gzip', 1);
-      assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(5000)), true);
+      assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(30_000)), true);
       await logLines(page, 'gzip', 60, 1);
-      assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(5000)), true);
+      assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(30_000)), true);
       const posts = f.edge.requests.filter((r) => r.method === 'POST');
       const gz = posts.filter((r) => r.contentEncoding === 'gzip');
       console.log(`# cors-gzip: ${posts.length} pushes, ${gz.length} gzip'd (${gz.map((r) => r.bytes).join(', ')} bytes), ${f.edge.preflights} preflight(s); delivered ${new Set(seqs(f.edge.lines(), 'gzip')).size}/61`);
@@ -182,14 +182,14 @@ describe('direct target: CORS in a real browser', () => {
       await inContext(f.launched.browser, 'cors-gzip-refused', async (ctx) => {
         const { page, log } = await openPage(ctx, ALLOWED, directConfig());
         await logLines(page, 'refused', 20);
-        assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(8000)), true);
+        assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(30_000)), true);
         const refusal = log.console.find((m) => m.includes('blocked by CORS policy'));
         assert.match(refusal ?? '', /Request header field content-encoding is not allowed by Access-Control-Allow-Headers in preflight response/);
         const d = await page.evaluate(() => (window as unknown as TestWindow).deliveries);
         assert.deepEqual(d.slice(0, 2).map((e) => [e.status, e.gzip]), [[null, true], [204, false]]);
         assert.ok(log.console.some((m) => m.includes('sending uncompressed')), 'reported on the console');
         await logLines(page, 'refused', 20, 20);
-        assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(8000)), true);
+        assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(30_000)), true);
         const posts = f.edge.requests.filter((r) => r.method === 'POST');
         assert.ok(posts.length >= 2 && posts.every((r) => r.contentEncoding === undefined), 'no gzip\'d push ever got through the preflight');
         assert.deepEqual(seqs(f.edge.lines(), 'refused'), Array.from({ length: 40 }, (_, i) => i));

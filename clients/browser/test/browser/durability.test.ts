@@ -73,7 +73,7 @@ describe('durability in a real browser (direct target, test edge)', () => {
       await inContext(f.launched.browser, `unload-attempt${attempt}`, async (ctx) => {
         const config = directConfig({ batchWaitMs: 2000 });
         const { page } = await openPage(ctx, ALLOWED, config);
-        await until(async () => (await page.evaluate(() => (window as unknown as TestWindow).logger.stats())).leader, 5000, 'the page leads');
+        await until(async () => (await page.evaluate(() => (window as unknown as TestWindow).logger.stats())).leader, 30_000, 'the page leads');
         await page.evaluate(() => {
           const w = window as unknown as TestWindow;
           for (let i = 0; i < 600; i += 1) w.logger.info(`unload seq=${i}`, { order_id: `O-${i}` });
@@ -94,7 +94,7 @@ describe('durability in a real browser (direct target, test edge)', () => {
         assert.ok(inIdb + inRescue >= 600 - byKeepalive, `the rest waits: ${inIdb} in IndexedDB, ${inRescue} in the unload rescue`);
         // The next load: the new page's logger takes the lock and replays the spool.
         await openPage(ctx, ALLOWED, config, {}, page);
-        assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(15_000)), true);
+        assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(30_000)), true);
         const got = seqs(f.edge.lines(), 'unload');
         const unique = new Set(got).size;
         const line = `logged 600, delivered by keepalive ${byKeepalive} (${bodies.size} requests, at most ${peak} bytes in flight <= 60000${wireCopies ? `; the browser put ${wireCopies} of them on the wire twice` : ''}); waiting for the next load: ${inIdb} in IndexedDB, ${inRescue} in the unload rescue; delivered ${unique}/600 after the next load, resent copies ${f.edge.resent} (collapsed as Loki does)`;
@@ -122,7 +122,7 @@ describe('durability in a real browser (direct target, test edge)', () => {
       const inIdb = await idbEntries(page);
       const inRescue = await rescuedEntries(page);
       await openPage(ctx, ALLOWED, config, {}, page);
-      assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(15_000)), true);
+      assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(30_000)), true);
       const got = new Set(seqs(f.edge.lines(), 'early'));
       console.log(`# unload at load: logged 100, delivered by keepalive ${byKeepalive}; for the next load ${inIdb} in IndexedDB, ${inRescue} in the unload rescue; delivered ${got.size}/100, resent copies ${f.edge.resent}`);
       assert.deepEqual([...got].sort((a, b) => a - b), range(100));
@@ -134,7 +134,7 @@ describe('durability in a real browser (direct target, test edge)', () => {
     await inContext(f.launched.browser, 'offline', async (ctx) => {
       const { page } = await openPage(ctx, ALLOWED, directConfig());
       await logLines(page, 'before', 20);
-      assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(5000)), true);
+      assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(30_000)), true);
       await ctx.setOffline(true);
       const offlineStart = Date.now();
       for (let chunk = 0; chunk < 6; chunk += 1) {
@@ -147,7 +147,7 @@ describe('durability in a real browser (direct target, test edge)', () => {
       await ctx.setOffline(false);
       const offlineMs = Date.now() - offlineStart;
       await logLines(page, 'after', 20);
-      assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(10_000)), true);
+      assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(30_000)), true);
       const lines = f.edge.lines();
       const off = seqs(lines, 'offline');
       console.log(`# offline: logged 300 during ${(offlineMs / 1000).toFixed(1)} s offline, delivered ${new Set(off).size}/300 after coming back, in order: ${JSON.stringify(off) === JSON.stringify(range(300))}, resent copies ${f.edge.resent}`);
@@ -166,13 +166,13 @@ describe('durability in a real browser (direct target, test edge)', () => {
       const config = directConfig({ batchWaitMs: 200 });
       const a = await openPage(ctx, ALLOWED, config);
       const b = await openPage(ctx, ALLOWED, config);
-      await until(async () => (await a.page.evaluate(() => (window as unknown as TestWindow).logger.stats())).leader, 5000, 'tab A leads');
+      await until(async () => (await a.page.evaluate(() => (window as unknown as TestWindow).logger.stats())).leader, 30_000, 'tab A leads');
       for (let chunk = 0; chunk < 4; chunk += 1) {
         await Promise.all([logLines(a.page, 'tabA', 50, chunk * 50), logLines(b.page, 'tabB', 50, chunk * 50)]);
         await new Promise((r) => setTimeout(r, 100));
       }
-      assert.equal(await b.page.evaluate(() => (window as unknown as TestWindow).logger.flush(10_000)), true);
-      await waitForLines(f.edge, 'tabB', 200, 5000);
+      assert.equal(await b.page.evaluate(() => (window as unknown as TestWindow).logger.flush(30_000)), true);
+      await waitForLines(f.edge, 'tabB', 200, 30_000);
       const sa = await a.page.evaluate(() => (window as unknown as TestWindow).logger.stats());
       const sb = await b.page.evaluate(() => (window as unknown as TestWindow).logger.stats());
       const gotA = seqs(f.edge.lines(), 'tabA');
@@ -190,9 +190,9 @@ describe('durability in a real browser (direct target, test edge)', () => {
       assert.equal(raw, 400, 'every entry received exactly once');
       // The leader's page goes away: the browser releases its lock, tab B takes over.
       await a.page.close();
-      await until(async () => (await b.page.evaluate(() => (window as unknown as TestWindow).logger.stats())).leader, 5000, 'tab B takes over');
+      await until(async () => (await b.page.evaluate(() => (window as unknown as TestWindow).logger.stats())).leader, 30_000, 'tab B takes over');
       await logLines(b.page, 'tabB-alone', 50);
-      assert.equal(await b.page.evaluate(() => (window as unknown as TestWindow).logger.flush(10_000)), true);
+      assert.equal(await b.page.evaluate(() => (window as unknown as TestWindow).logger.flush(30_000)), true);
       assert.deepEqual(seqs(f.edge.lines(), 'tabB-alone'), range(50));
       console.log(`# two tabs: after the leader closed, the other tab took over and delivered 50/50`);
     });

@@ -30,8 +30,8 @@ describe('relay target: the page -> NestJS backend (@obs/loki-transport) -> test
     await inContext(b.browser, 'relay-e2e', async (ctx) => {
       const { page } = await openPage(ctx, app.url, { batchWaitMs: 50, terminal: 'T9', user: 'cashier-4', console: false });
       await logLines(page, 'relay', 300);
-      assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(10_000)), true);
-      assert.equal(await app.transport.flush(5000), true);
+      assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(30_000)), true);
+      assert.equal(await app.transport.flush(30_000), true);
       const lines = frontend().map((e) => e.line);
       const got = seqs(lines, 'relay');
       console.log(`# relay: logged 300, delivered ${new Set(got).size}/300 to the test upstream through the NestJS relay (${app.relayed.length} relay requests, gzip ${app.relayed.filter((r) => r.contentEncoding === 'gzip').length})`);
@@ -64,7 +64,7 @@ describe('relay target: the page -> NestJS backend (@obs/loki-transport) -> test
     await inContext(b.browser, 'relay-unload', async (ctx) => {
       const config = { batchWaitMs: 2000, console: false };
       const { page } = await openPage(ctx, app.url, config);
-      await until(async () => (await page.evaluate(() => (window as unknown as TestWindow).logger.stats())).leader, 5000, 'the page leads');
+      await until(async () => (await page.evaluate(() => (window as unknown as TestWindow).logger.stats())).leader, 30_000, 'the page leads');
       await page.evaluate(() => {
         const w = window as unknown as TestWindow;
         for (let i = 0; i < 600; i += 1) w.logger.info(`relay-unload seq=${i}`);
@@ -72,11 +72,11 @@ describe('relay target: the page -> NestJS backend (@obs/loki-transport) -> test
       });
       await page.waitForURL('**/next.html');
       await new Promise((r) => setTimeout(r, 1000));
-      assert.equal(await app.transport.flush(5000), true);
+      assert.equal(await app.transport.flush(30_000), true);
       const byKeepalive = new Set(seqs(frontend().map((e) => e.line), 'relay-unload')).size;
       await openPage(ctx, app.url, config, {}, page);
-      assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(15_000)), true);
-      assert.equal(await app.transport.flush(5000), true);
+      assert.equal(await page.evaluate(() => (window as unknown as TestWindow).logger.flush(30_000)), true);
+      assert.equal(await app.transport.flush(30_000), true);
       const s = await page.evaluate(() => (window as unknown as TestWindow).logger.stats());
       const got = seqs(frontend().map((e) => e.line), 'relay-unload');
       console.log(

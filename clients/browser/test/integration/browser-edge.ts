@@ -394,7 +394,14 @@ async function main(): Promise<void> {
     // 4. The store's rate limit: 429 with CORS headers and (exposed) Retry-After; the logger recovers.
     await inContext(b.browser, 'browser-edge-429', async (ctx) => {
       const { page } = await openPage(ctx, allowed, { ...config, dbName: `${config.dbName}-429` });
-      const raw = await rawPush(allowed, bundle.password, burst, 'burst');
+      // On a loaded machine one burst can trickle in slower than the store's
+      // bucket refills; back-to-back bursts start from a drained bucket.
+      let raw = await rawPush(allowed, bundle.password, burst, 'burst');
+      let bursts = 1;
+      while (bursts < 5 && !raw.out.some((o) => o.status === 429)) {
+        raw = await rawPush(allowed, bundle.password, burst, 'burst');
+        bursts += 1;
+      }
       const limited = raw.out.filter((o) => o.status === 429);
       const retryAfter = limited.find((o) => o.retryAfter !== null)?.retryAfter ?? null;
       await page.evaluate(({ tag }) => {
@@ -404,8 +411,8 @@ async function main(): Promise<void> {
       const flushed = await page.evaluate((t) => (window as unknown as TestWindow).logger.flush(t), timeoutMs);
       const s = await page.evaluate(() => (window as unknown as TestWindow).logger.stats());
       const others = [...new Set(raw.out.filter((o) => o.status !== 429 && o.status !== 204).map((o) => o.status || o.error))];
-      const counts = `${limited.length} of ${burst} pushes answered 429${others.length ? `, others: ${others.join(', ')}` : ''}; the logger then delivered ${s.sent}/20${s.rateLimited ? ` after ${s.rateLimited} 429s` : ''}`;
-      if (limited.length === 0) report({ name: '429', ok: false, detail: `not met: ${counts} (raise OBS_EDGE_BURST)` });
+      const counts = `${limited.length} of ${burst} pushes${bursts > 1 ? ` of burst ${bursts}` : ''} answered 429${others.length ? `, others: ${others.join(', ')}` : ''}; the logger then delivered ${s.sent}/20${s.rateLimited ? ` after ${s.rateLimited} 429s` : ''}`;
+      if (limited.length === 0) report({ name: '429', ok: false, detail: `not met: ${counts} in 5 back-to-back bursts (raise OBS_EDGE_BURST)` });
       else if (retryAfter === null) report({ name: '429', ok: !requireRetryAfter && flushed, detail: `visible, but Retry-After is not readable by the page (Access-Control-Expose-Headers): ${counts}` });
       else report({ name: '429', ok: flushed && s.sent === 20, detail: `visible with Retry-After: ${retryAfter} (${counts})` });
     });

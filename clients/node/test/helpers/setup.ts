@@ -43,7 +43,7 @@ export function makeTransport(upstream: TestUpstream, spoolDir: string, override
 }
 
 /** Waits (real time) until cond() or timeoutMs. */
-export async function waitFor(cond: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
+export async function waitFor(cond: () => boolean, timeoutMs = 30_000, what = 'condition'): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
