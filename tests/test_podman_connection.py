@@ -4,8 +4,12 @@ It builds on the containers.podman collection's plugin: when an upgrade of the
 collection changes what it builds on (its options, or the source of the
 methods it inherits or replaces), these tests fail, naming what to review.
 With podman and the test image on the machine, a real container proves the
-mechanism: a module task costs one `podman exec --interactive`, files still
-copy both ways, and with pipelining off the collection's path still works.
+mechanism: module tasks go through the exec server the plugin starts once in
+the container (no podman call each), the server runs a command as `podman
+exec` would (environment, directory, exit codes, stdin, stderr), it is started
+again when it is gone, a command it dropped fails instead of running twice;
+with the server off a module task is one `podman exec --interactive`, files
+still copy both ways, and with pipelining off the collection's path still works.
 """
 import hashlib
 import inspect
@@ -67,6 +71,7 @@ def test_options_are_the_collections_plus_pipelining():
     theirs = yaml.safe_load(collection_connection().DOCUMENTATION)["options"]
     ours = yaml.safe_load(project_connection().DOCUMENTATION)["options"]
     assert ours.pop("pipelining")["default"] is True
+    assert ours.pop("exec_server")["default"] is True
     assert ours == theirs, "containers.podman changed its connection options: mirror them in podman.py"
 
 
@@ -154,8 +159,21 @@ def run_through_plugin(tmp_path, container, connection, **env):
     return calls.read_text().splitlines()
 
 
-def test_a_module_task_is_one_interactive_exec(tmp_path, container):
+def test_module_tasks_go_through_the_exec_server(tmp_path, container):
+    stop_exec_server(container)
     calls = run_through_plugin(tmp_path, container, "podman")
+    # The server's start (a mount, one exec with its source on stdin), then
+    # every module and file transfer without podman.
+    assert [c.split()[0] for c in calls] == ["mount", "exec"], calls
+    assert "ansible-podman-exec" in calls[1], calls
+    # The log grows across runs: the second run's calls are the new lines.
+    again = run_through_plugin(tmp_path, container, "podman")[len(calls):]
+    assert again == [], again
+    print("exec server: 2 podman calls for 12 tasks, then 0 for the next 12")
+
+
+def test_a_module_task_is_one_interactive_exec(tmp_path, container):
+    calls = run_through_plugin(tmp_path, container, "podman", ANSIBLE_PODMAN_EXEC_SERVER="false")
     execs = [c for c in calls if c.startswith("exec")]
     interactive = [c for c in execs if c.startswith("exec --interactive")]
     # 10 command tasks + copy (stat, copy) + fetch (stat): pipelined modules only.
@@ -167,8 +185,74 @@ def test_a_module_task_is_one_interactive_exec(tmp_path, container):
 
 
 def test_without_pipelining_the_collections_path_still_works(tmp_path, container):
-    calls = run_through_plugin(tmp_path, container, "podman", ANSIBLE_PIPELINING="false")
+    calls = run_through_plugin(tmp_path, container, "podman", ANSIBLE_PIPELINING="false", ANSIBLE_PODMAN_EXEC_SERVER="false")
     assert not [c for c in calls if c.startswith("exec --interactive")], calls
     # The module files are copied in and run: far more calls per task.
     assert len(calls) > 40, calls
     print(f"not pipelined: {len(calls)} podman calls for 12 tasks")
+
+
+# ---------------------------------------------------------------- exec server
+def stop_exec_server(container):
+    # The bracket keeps pkill's own command line from matching.
+    subprocess.run(["podman", "exec", container, "pkill", "-f", "[a]nsible-podman-exec/exec.sock"], capture_output=True)
+
+
+def plugin_connection(container, exec_server):
+    from ansible.playbook.play_context import PlayContext
+    from ansible.plugins.loader import connection_loader
+
+    connection_loader.add_directory(str(PLUGIN_DIR))
+    context = PlayContext()
+    context.remote_addr = container
+    conn = connection_loader.get("podman", context, None)
+    assert conn.__class__.__doc__.startswith("containers.podman.podman that pipelines"), "not the project's plugin"
+    conn.set_options(var_options={"ansible_host": container, "ansible_podman_exec_server": exec_server})
+    return conn
+
+
+PROCESS_VIEW = ("/bin/sh -c 'env | sort; pwd; umask; id; ulimit -n; ulimit -u; cat /proc/self/status | "
+                "grep -E \"^(Cap|NoNewPrivs|Seccomp)\"; readlink /proc/1/ns/pid /proc/self/ns/pid /proc/self/ns/mnt "
+                "/proc/self/ns/net; echo to-stderr >&2; exit 7'")
+
+
+@pytest.mark.parametrize("command", [
+    PROCESS_VIEW,
+    "/bin/sh -c 'kill -9 $$'",            # killed by a signal: 137
+    "/bin/sh -c 'exec 1>&-; echo x >&2'",  # stdout closed early
+])
+def test_exec_server_runs_a_command_as_podman_exec_does(container, command):
+    through_server = plugin_connection(container, True).exec_command(command)
+    through_podman = plugin_connection(container, False).exec_command(command)
+    assert through_server == through_podman
+
+
+def test_exec_server_feeds_stdin_and_reports_a_missing_command(container):
+    conn = plugin_connection(container, True)
+    data = os.urandom(3 << 20)
+    rc, out, err = conn.exec_command("/bin/sh -c 'cat > /tmp/obs-stdin; sha256sum < /tmp/obs-stdin; wc -c < /tmp/obs-stdin'",
+                                     in_data=data)
+    assert rc == 0, err
+    assert out.split()[0].decode() == hashlib.sha256(data).hexdigest()
+    assert out.split()[2] == str(len(data)).encode()
+    rc, _, err = conn.exec_command("/no/such/command")
+    assert rc == 127 and b"/no/such/command" in err
+
+
+def test_exec_server_is_started_again_when_gone(container):
+    conn = plugin_connection(container, True)
+    assert conn.exec_command("true")[0] == 0
+    stop_exec_server(container)
+    rc, out, _ = conn.exec_command("/bin/sh -c 'echo back'")
+    assert (rc, out) == (0, b"back\n")
+
+
+def test_a_command_the_exec_server_dropped_fails_and_is_not_run_again(container):
+    from ansible.errors import AnsibleConnectionFailure
+
+    conn = plugin_connection(container, True)
+    marker = f"/tmp/obs-dropped-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(AnsibleConnectionFailure, match="went away"):
+        conn.exec_command(f"/bin/sh -c 'echo ran >> {marker}; pkill -f \"[a]nsible-podman-exec/exec.sock\"'")
+    rc, out, _ = conn.exec_command(f"cat {marker}")
+    assert (rc, out) == (0, b"ran\n")
