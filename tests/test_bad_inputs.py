@@ -12,7 +12,8 @@ and handed to every host through Ansible's own fact cache (jsonfile, smart
 gathering): fact gathering for each of the ~150 hosts was most of the run's CPU.
 
 The rest is per host-task cost (~6,000 of them, nearly all in forked workers),
-cut without changing what runs (see PERF_PLAY and PERF_ENV below).
+cut without changing what runs: the Jinja plugins load once in the controller
+(conftest: tools/ansible_plugins/callback/jinja_preload.py), and PERF_ENV below.
 """
 import json
 import re
@@ -30,19 +31,6 @@ INTERNAL_VALID = {
                  "artifact_package": "prometheus", "artifact_flags_file": "/etc/default/prometheus",
                  "artifact_args": ["--web.listen-address=127.0.0.1:9090"], "artifact_notify": ["Restart svc"]},
 }
-# Every task of every host runs in a worker forked from the controller, and a
-# worker that templates a filter or a test first loads all of ansible's built-in
-# Jinja plugins (~20% of a worker's CPU here). The controller itself templates
-# no filter before the first fork unless made to: this play's name (templated
-# by the controller, a play with no host task) loads them once, and every
-# worker inherits them. It runs nothing on any host.
-# (Formatted with INTERNAL_PLAYBOOK, hence the doubled braces.)
-PERF_PLAY = """
-- name: Load the controller's Jinja plugins once before workers fork ({{{{ 'filters' | lower }}}}, {{{{ 'tests' is string }}}})
-  hosts: localhost
-  gather_facts: false
-  tasks: []
-"""
 # INJECT_FACT_VARS=False: the roles read facts only as ansible_facts[...] (as
 # ansible-core 2.20 requires), so the ~100 facts are not also copied into
 # top-level ansible_* variables for each of the ~6,000 host-tasks; a role that
@@ -50,7 +38,7 @@ PERF_PLAY = """
 # PIPELINING: the local connection runs each module (df, ss, ...) through one
 # interpreter's stdin instead of a temporary file and four extra shell commands.
 PERF_ENV = {"ANSIBLE_INJECT_FACT_VARS": "False", "ANSIBLE_PIPELINING": "True"}
-INTERNAL_PLAYBOOK = PERF_PLAY + """
+INTERNAL_PLAYBOOK = """
 - name: Validate the site's input
   ansible.builtin.import_playbook: {preflight}
 
