@@ -22,15 +22,18 @@ def root() -> Path:
     return ROOT
 
 
+# The Jinja plugins load once in the controller, not in every forked worker
+# (tools/ansible_plugins/callback/jinja_preload.py).
+JINJA_PRELOAD_ENV = {"ANSIBLE_CALLBACK_PLUGINS": str(ROOT / "tools" / "ansible_plugins" / "callback"),
+                     "ANSIBLE_CALLBACKS_ENABLED": "jinja_preload"}
+
+
 def run_playbook_json(playbook: Path, inventory: Path, timeout: int, *args: str, **env: str):
     """Runs ansible-playbook with the JSON callback (one run, many hosts) and
     returns its parsed output."""
     run_env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
                    ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-                   ANSIBLE_FORKS="20",
-                   # The Jinja plugins load once in the controller, not in every worker.
-                   ANSIBLE_CALLBACK_PLUGINS=str(ROOT / "tools" / "ansible_plugins" / "callback"),
-                   ANSIBLE_CALLBACKS_ENABLED="jinja_preload", **env)
+                   ANSIBLE_FORKS="20", **JINJA_PRELOAD_ENV, **env)
     proc = subprocess.run(
         [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory), str(playbook), *args],
         capture_output=True, text=True, cwd=ROOT, env=run_env, timeout=timeout,

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT
+from conftest import JINJA_PRELOAD_ENV, ROOT
 
 PLAYBOOK = """
 - hosts: localhost
@@ -20,10 +20,8 @@ PLAYBOOK = """
 
 def test_preload_loads_without_a_warning(tmp_path):
     (tmp_path / "play.yml").write_text(PLAYBOOK)
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-               ANSIBLE_CALLBACK_PLUGINS=str(ROOT / "tools" / "ansible_plugins" / "callback"),
-               ANSIBLE_CALLBACKS_ENABLED="jinja_preload", ANSIBLE_LOCALHOST_WARNING="false",
-               ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_LOCALHOST_WARNING="false",
+               ANSIBLE_INVENTORY_UNPARSED_WARNING="false", **JINJA_PRELOAD_ENV)
     proc = subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-vvvv", str(tmp_path / "play.yml")],
                           capture_output=True, text=True, env=env, timeout=120)
     output = proc.stdout + proc.stderr

@@ -193,9 +193,12 @@ def test_without_pipelining_the_collections_path_still_works(tmp_path, container
 
 
 # ---------------------------------------------------------------- exec server
+# The bracket keeps the killing command's own command line from matching.
+EXEC_SERVER_PATTERN = "[a]nsible-podman-exec/exec.sock"
+
+
 def stop_exec_server(container):
-    # The bracket keeps pkill's own command line from matching.
-    subprocess.run(["podman", "exec", container, "pkill", "-f", "[a]nsible-podman-exec/exec.sock"], capture_output=True)
+    subprocess.run(["podman", "exec", container, "pkill", "-f", EXEC_SERVER_PATTERN], capture_output=True)
 
 
 def plugin_connection(container, exec_server):
@@ -253,6 +256,6 @@ def test_a_command_the_exec_server_dropped_fails_and_is_not_run_again(container)
     conn = plugin_connection(container, True)
     marker = f"/tmp/obs-dropped-{uuid.uuid4().hex[:8]}"
     with pytest.raises(AnsibleConnectionFailure, match="went away"):
-        conn.exec_command(f"/bin/sh -c 'echo ran >> {marker}; pkill -f \"[a]nsible-podman-exec/exec.sock\"'")
+        conn.exec_command(f"/bin/sh -c 'echo ran >> {marker}; pkill -f \"{EXEC_SERVER_PATTERN}\"'")
     rc, out, _ = conn.exec_command(f"cat {marker}")
     assert (rc, out) == (0, b"ran\n")

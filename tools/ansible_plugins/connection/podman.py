@@ -158,7 +158,7 @@ class Connection(CollectionConnection):
         if not self._mount_tried:
             self._mount_tried = True
             # The exec server's link already names the mount: no podman call.
-            link = exec_server_links_dir() / f"{self._container_id}.sock"
+            link = self._exec_server_link()
             target = os.readlink(link) if os.path.islink(link) else ""
             mount = target[: -len(EXEC_SERVER_SOCKET)] if target.endswith(EXEC_SERVER_SOCKET) else ""
             if mount and os.path.exists(target):
@@ -183,10 +183,14 @@ class Connection(CollectionConnection):
         return self._podman(exec_args, cmd_args, in_data)
 
     # ---------------------------------------------------------------- exec server
+    def _exec_server_link(self):
+        """The controller's link to this container's exec socket."""
+        return exec_server_links_dir() / f"{self._container_id}.sock"
+
     def _exec_through_server(self, argv, in_data):
         """(rc, stdout, stderr) of argv run by the container's exec server, or
         None when there is no server and none can be started."""
-        link = exec_server_links_dir() / f"{self._container_id}.sock"
+        link = self._exec_server_link()
         for attempt in (1, 2):
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 try:
